@@ -1,0 +1,75 @@
+# Everything a newcomer needs. `make run` and `make test` install what they need into .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CHECKOV_VENV := .venv-checkov
+# Re-install when pyproject.toml changes.
+DEPS_HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
+TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
+CHECKOV_VERSION := 3.3.30
+PYTEST_ARGS ?=
+
+.PHONY: run test lint fmt typecheck bench soak previews clean install install-test system-deps checkov
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -U pip
+
+$(RUN_STAMP): $(VENV)/bin/python pyproject.toml
+	$(PIP) install -q -e .
+	@rm -f $(VENV)/.run-* && touch $@
+
+# torch: the CPU build, installed before the `lora` extra so pip never picks a CUDA build.
+$(TEST_STAMP): $(RUN_STAMP)
+	$(PIP) install -q 'torch==2.13.0'
+	$(PIP) install -q -e '.[dev,lora]'
+	@rm -f $(VENV)/.test-* && touch $@
+
+install: $(RUN_STAMP)
+install-test: $(TEST_STAMP) checkov system-deps
+
+# checkov pins old boto3/botocore: it lives in its own venv.
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
+checkov: $(CHECKOV_VENV)/bin/checkov
+
+# The browser tests drive Debian's chromium; systemd-analyze verifies the units.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium chromium-driver"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else echo "install these Debian packages first: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+
+## run: the whole stack on the embedded defaults (emulator 8188/8189, API 8000, dispatcher, UI 8501). Ctrl-C stops it.
+run: $(RUN_STAMP)
+	@mkdir -p var
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile start
+
+## test: the full suite (SQLite and PostgreSQL, emulator, browser, AWS tools)
+test: install-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(TEST_STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(TEST_STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(TEST_STAMP)
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache
