@@ -1,0 +1,154 @@
+"""A job's progress: `/api/jobs/{id}/events` as a WebSocket, or as Server-Sent Events for plain HTTP.
+
+Both replay the job's stored events after `after` (or SSE's `Last-Event-ID`), then stream new ones, plus a
+`position` message while the job waits in the queue; the stream ends after the final event. Reconnecting
+with the last id seen loses nothing and repeats nothing. Browsers cannot set headers on a WebSocket or
+EventSource: these routes also accept the token as `?access_token=`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from backend import job_queue
+from backend.api.jobs import get_job
+from backend.auth import Principal, authenticate
+from backend.db import read_session
+from backend.errors import AppError, error_body
+from backend.events import Event, EventHub, job_events
+
+router = APIRouter(prefix="/api", tags=["events"])
+POSITION_EVERY_S = 1.0
+KEEPALIVE_S = 15.0
+FINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled"})
+
+
+async def _position(request_app: Any, designer: Principal, job_id: str) -> tuple[str, int | None]:
+    session = await read_session(request_app.state.sessionmaker)
+    async with session:
+        job = await get_job(session, designer, job_id)
+        return job.status, await job_queue.queue_position(session, job)
+
+
+async def stream(app: Any, designer: Principal, job_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    """The job's events as JSON objects: replay, then live; ends after the final event."""
+    hub: EventHub = app.state.event_hub
+    status, position = await _position(app, designer, job_id)  # 404 before anything is sent
+    queue = hub.subscribe(job_id)
+    try:
+        sent: set[int] = set()
+        for event in await job_events(app.state.sessionmaker, job_id, after):
+            sent.add(event.id)
+            yield event.as_json()
+            if event.type in FINAL_EVENTS:
+                return
+        if status in ("succeeded", "failed", "cancelled"):
+            return
+        last_position: int | None = None
+        while True:
+            if position is not None and position != last_position:
+                last_position = position
+                yield {"type": "position", "job_id": job_id, "data": {"position": position}}
+            try:
+                event: Event = await asyncio.wait_for(queue.get(), POSITION_EVERY_S)
+            except TimeoutError:
+                status, position = await _position(app, designer, job_id)
+                continue
+            if event.id in sent or event.id <= after:
+                continue
+            sent.add(event.id)
+            yield event.as_json()
+            if event.type in FINAL_EVENTS:
+                return
+            if event.type != "progress":
+                position = None if event.data.get("status") != "queued" else position
+    finally:
+        hub.unsubscribe(job_id, queue)
+
+
+def _token(authorization: str | None, access_token: str | None) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return access_token
+
+
+@router.websocket("/jobs/{job_id}/events")
+async def events_ws(
+    websocket: WebSocket, job_id: str,
+    after: Annotated[int, Query(ge=0)] = 0, access_token: Annotated[str | None, Query()] = None,
+) -> None:  # fmt: skip
+    """JSON text frames `{id, job_id, type, data, created_at}`; closes (1000) after the final event."""
+    try:
+        designer = await authenticate(websocket, _token(websocket.headers.get("authorization"), access_token))  # type: ignore[arg-type]
+        iterator = stream(websocket.app, designer, job_id, after)
+        first = await anext(iterator, None)
+    except AppError as exc:
+        await websocket.accept()
+        await websocket.send_json(error_body(exc.error_code, exc.message))
+        await websocket.close(code=4000 + exc.status_code)
+        return
+    await websocket.accept()
+    try:
+        if first is not None:
+            await websocket.send_json(first)
+            async for message in iterator:
+                await websocket.send_json(message)
+        await websocket.close(code=1000)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        await iterator.aclose()
+
+
+def _sse(message: dict[str, Any]) -> str:
+    head = f"id: {message['id']}\n" if "id" in message else ""
+    return f"{head}event: {message['type']}\ndata: {json.dumps(message)}\n\n"
+
+
+@router.get("/jobs/{job_id}/events", summary="A job's events (Server-Sent Events)",
+            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})  # fmt: skip
+async def events_sse(
+    job_id: str, request: Request,
+    after: Annotated[int, Query(ge=0)] = 0, access_token: Annotated[str | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:  # fmt: skip
+    """`text/event-stream`: replay, then live events, each with its `id:` for Last-Event-ID resumption."""
+    designer = await authenticate(request, _token(authorization, access_token))
+    if last_event_id and last_event_id.isdigit():
+        after = max(after, int(last_event_id))
+    iterator = stream(request.app, designer, job_id, after)
+    first = await anext(iterator, None)  # raises 404 as JSON before the stream starts
+
+    async def body() -> AsyncIterator[str]:
+        pending: asyncio.Future[dict[str, Any] | None] | None = None
+        try:
+            if first is not None:
+                yield _sse(first)
+            pending = asyncio.ensure_future(anext(iterator, None))
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+                if not done:
+                    yield ": keepalive\n\n"
+                    continue
+                message = pending.result()
+                if message is None:
+                    return
+                yield _sse(message)
+                pending = asyncio.ensure_future(anext(iterator, None))
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+            await iterator.aclose()
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip

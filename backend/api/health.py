@@ -1,0 +1,84 @@
+"""/healthz (the process is alive), /readyz (database, storage, models verified, each ComfyUI reachable),
+/metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from backend.config import Settings
+from backend.metrics import render_metrics
+from backend.storage import StorageError
+
+router = APIRouter(tags=["health"])
+COMFY_PROBE_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz", summary="The API process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check_db(request: Request) -> dict[str, Any]:
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return {"ok": True}
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+
+
+async def _check_comfy(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    try:
+        r = await client.get(f"{url}/system_stats", timeout=COMFY_PROBE_TIMEOUT_S)
+        r.raise_for_status()
+        version = r.json().get("system", {}).get("comfyui_version")
+        return {"ok": True, "version": version}
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def _check_models(marker: Path | None) -> dict[str, Any]:
+    """The ML host's model sync writes a marker once every model is verified (deployments set MODELS_MARKER)."""
+    if marker is None:
+        return {"ok": True, "checked": False}
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {"ok": False, "error": "models not verified yet"}
+    return {"ok": bool(data.get("ok", True)), "verified_at": data.get("verified_at")}
+
+
+@router.get("/readyz", summary="Ready to serve: database, storage and every ComfyUI server reachable")
+async def readyz(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    client: httpx.AsyncClient = request.app.state.http
+    instances = settings.comfy_instances
+    db, *comfy = await asyncio.gather(_check_db(request), *(_check_comfy(client, i.url) for i in instances))
+    try:
+        await request.app.state.storage.check()
+        storage: dict[str, Any] = {"ok": True}
+    except StorageError as exc:
+        storage = {"ok": False, "error": str(exc)}
+    checks = {
+        "database": db,
+        "storage": storage,
+        "models": await asyncio.to_thread(_check_models, settings.models_marker),
+        "comfyui": {i.name: c for i, c in zip(instances, comfy, strict=True)},
+    }
+    ok = db["ok"] and storage["ok"] and checks["models"]["ok"] and all(c["ok"] for c in comfy)
+    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    body = await render_metrics(request.app.state.sessionmaker)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

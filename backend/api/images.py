@@ -1,0 +1,170 @@
+"""Uploads in (sketches: checked, re-encoded, stored) and results out (full-size PNG, thumbnails).
+
+Local storage streams the file; S3 storage answers a redirect to a short-lived presigned URL.
+Someone else's upload or image is a 404, like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+
+from backend.auth import CurrentDesigner, Principal
+from backend.db import ReadSessionDep, SessionDep
+from backend.errors import AppError, InvalidInput, NotFound, RateLimited, TooLarge, UnsupportedMedia
+from backend.images import ImageRejected, control_preview, process_sketch
+from backend.models import Image, Upload, utcnow
+from backend.schemas import UploadOut
+from backend.storage import Storage, content_key
+
+router = APIRouter(prefix="/api", tags=["images"])
+ACCEPTED_TYPES = {"image/png", "image/jpeg", "image/webp"}
+READ_CHUNK = 1 << 20
+REJECTION_ERRORS: dict[str, type[AppError]] = {
+    "image_too_large": TooLarge, "not_an_image": UnsupportedMedia, "unsupported_image_format": UnsupportedMedia,
+}  # fmt: skip
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "missing or invalid token"},
+                                           404: {"description": "no such item for this designer"}}  # fmt: skip
+
+
+def upload_out(upload: Upload) -> UploadOut:
+    return UploadOut(
+        id=upload.id, width=upload.width, height=upload.height, size_bytes=upload.size_bytes,
+        dark_lines=upload.dark_lines, created_at=upload.created_at, url=f"/api/uploads/{upload.id}/image",
+        preview_url=f"/api/uploads/{upload.id}/preview",
+    )  # fmt: skip
+
+
+async def _read_limited(file: UploadFile, limit: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await file.read(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"The file is larger than {limit // (1024 * 1024)} MB.", code="upload_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _check_upload_quota(session: SessionDep, designer: Principal, per_hour: int) -> None:
+    since = utcnow() - timedelta(hours=1)
+    count = await session.scalar(
+        select(func.count()).select_from(Upload).where(Upload.designer_id == designer.id, Upload.created_at > since)
+    )
+    if int(count or 0) >= per_hour:
+        raise RateLimited(f"At most {per_hour} uploads an hour; try again later.",
+                          headers={"Retry-After": "600"}, code="upload_quota_exceeded")  # fmt: skip
+
+
+@router.post("/uploads", status_code=201, response_model=UploadOut, summary="Upload a sketch",
+             responses={**ERRORS, 413: {"description": "too large"}, 415: {"description": "not PNG/JPEG/WebP"},
+                        422: {"description": "corrupt or unusable image"}, 429: {"description": "upload quota"}})  # fmt: skip
+async def create_upload(file: UploadFile, request: Request, session: SessionDep, designer: CurrentDesigner) -> UploadOut:
+    """A sketch (PNG, JPEG or WebP): EXIF orientation applied, flattened to greyscale, re-encoded as PNG."""
+    settings = request.app.state.settings
+    if (file.content_type or "").split(";")[0].strip().lower() not in ACCEPTED_TYPES:
+        raise UnsupportedMedia(f"Content type {file.content_type!r} is not accepted: send PNG, JPEG or WebP.",
+                               code="unsupported_media_type")  # fmt: skip
+    data = await _read_limited(file, settings.upload_max_bytes)
+    if not data:
+        raise InvalidInput("The file is empty.", code="empty_upload", details=[{"field": "file", "message": "empty"}])
+    try:
+        sketch = await asyncio.to_thread(process_sketch, data, max_pixels=settings.upload_max_pixels,
+                                         max_side=settings.upload_max_side)  # fmt: skip
+    except ImageRejected as exc:
+        cls = REJECTION_ERRORS.get(exc.code, InvalidInput)
+        raise cls(str(exc), code=exc.code, details=[{"field": "file", "message": str(exc)}]) from exc
+    key, digest = content_key("uploads", sketch.png, "png")
+    storage: Storage = request.app.state.storage
+    await storage.save(key, sketch.png, "image/png")
+    async with session.begin():
+        existing = await session.scalar(select(Upload).where(Upload.designer_id == designer.id, Upload.sha256 == digest))
+        if existing is not None:
+            return upload_out(existing)
+        await _check_upload_quota(session, designer, settings.max_uploads_per_hour)
+        upload = Upload(
+            designer_id=designer.id, sha256=digest, storage_key=key, original_name=(file.filename or "")[:200],
+            width=sketch.width, height=sketch.height, size_bytes=len(sketch.png), dark_lines=sketch.dark_lines,
+        )  # fmt: skip
+        session.add(upload)
+    return upload_out(upload)
+
+
+async def _own_upload(session: ReadSessionDep, designer: Principal, upload_id: str) -> Upload:
+    upload = await session.get(Upload, upload_id) if len(upload_id) <= 36 else None
+    if upload is None or upload.designer_id != designer.id:
+        raise NotFound(f"No upload {upload_id!r}.", code="upload_not_found")
+    return upload
+
+
+@router.get("/uploads/{upload_id}", response_model=UploadOut, responses=ERRORS, summary="One upload")
+async def read_upload(upload_id: str, session: ReadSessionDep, designer: CurrentDesigner) -> UploadOut:
+    return upload_out(await _own_upload(session, designer, upload_id))
+
+
+@router.get("/uploads/{upload_id}/image", responses=ERRORS, summary="The stored sketch (PNG)",
+            response_class=Response)  # fmt: skip
+async def upload_image(upload_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> Response:
+    upload = await _own_upload(session, designer, upload_id)
+    return await _serve(request.app.state.storage, upload.storage_key, f"sketch-{upload.id}.png", "image/png", False)
+
+
+@router.get("/uploads/{upload_id}/preview", responses=ERRORS, response_class=Response,
+            summary="The sketch as ControlNet gets it")  # fmt: skip
+async def upload_preview(
+    upload_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner,
+    width: Annotated[int, Query(ge=256, le=1024, multiple_of=8)] = 768,
+    height: Annotated[int, Query(ge=256, le=1024, multiple_of=8)] = 512,
+) -> Response:  # fmt: skip
+    """Inverted when it is dark lines on light paper, centre-cropped and scaled to the render size."""
+    upload = await _own_upload(session, designer, upload_id)
+    png = await request.app.state.storage.load(upload.storage_key)
+    preview = await asyncio.to_thread(control_preview, png, width=width, height=height, invert=upload.dark_lines)
+    return Response(preview, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+async def _own_image(session: ReadSessionDep, designer: Principal, image_id: str) -> Image:
+    image = await session.get(Image, image_id) if len(image_id) <= 36 else None
+    if image is None or image.designer_id != designer.id:
+        raise NotFound(f"No image {image_id!r}.", code="image_not_found")
+    return image
+
+
+async def _serve(storage: Storage, key: str, filename: str, media_type: str, download: bool) -> Response:
+    path = storage.local_path(key)
+    if path is None:
+        return RedirectResponse(await storage.presigned_url(key, filename, download), status_code=307)
+    if not path.is_file():
+        raise NotFound("The file is missing from storage.", code="file_missing")
+    disposition = "attachment" if download else "inline"
+    return FileResponse(path, media_type=media_type, filename=filename, content_disposition_type=disposition,
+                        headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
+
+
+@router.get("/images/{image_id}", responses={**ERRORS, 307: {"description": "S3: presigned URL"}},
+            response_class=Response, summary="A render, full size (PNG)")  # fmt: skip
+async def read_image(
+    image_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner,
+    download: Annotated[bool, Query(description="as an attachment")] = False,
+) -> Response:  # fmt: skip
+    image = await _own_image(session, designer, image_id)
+    name = f"render-{image.job_id[:8]}-{image.index + 1}-seed{image.seed}.png"
+    return await _serve(request.app.state.storage, image.storage_key, name, "image/png", download)
+
+
+@router.get("/images/{image_id}/thumbnail", responses={**ERRORS, 307: {"description": "S3: presigned URL"}},
+            response_class=Response, summary="A render's thumbnail (JPEG)")  # fmt: skip
+async def read_thumbnail(image_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> Response:
+    image = await _own_image(session, designer, image_id)
+    return await _serve(request.app.state.storage, image.thumb_key, f"thumb-{image.id}.jpg", "image/jpeg", False)
+
+
+@router.get("/images/{image_id}/meta", responses=ERRORS, summary="Everything needed to redo the render")
+async def read_image_meta(image_id: str, session: ReadSessionDep, designer: CurrentDesigner) -> dict[str, Any]:
+    image = await _own_image(session, designer, image_id)
+    return {"id": image.id, "job_id": image.job_id, "sha256": image.sha256, "width": image.width,
+            "height": image.height, "render_s": image.render_s, **image.meta}  # fmt: skip

@@ -1,0 +1,173 @@
+"""Jobs: create (idempotent), list (cursor pages), get, cancel, retry. Validation, then `job_queue`."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend import job_queue
+from backend.api.common import decode_cursor, encode_cursor, job_view
+from backend.auth import CurrentDesigner, Principal
+from backend.db import ReadSessionDep, SessionDep
+from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
+from backend.models import Job, JobStatus, Upload
+from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest
+from loras.manifest import Manifest
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid token"},
+    404: {"description": "no such job for this designer"},
+    422: {"description": "invalid request (details per field)"},
+    429: {"description": "too many active jobs (Retry-After)"},
+}
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")]
+
+
+async def get_job(session: AsyncSession, designer: Principal, job_id: str) -> Job:
+    """The designer's job, or 404 (someone else's job is a 404 too: nothing leaks)."""
+    job = await session.get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None or job.designer_id != designer.id:
+        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+    return job
+
+
+def _check_style(manifest: Manifest, style: str) -> None:
+    if style not in manifest.styles:
+        names = ", ".join(manifest.ids)
+        raise InvalidInput(f"style must be one of {names}", code="invalid_style",
+                           details=[{"field": "style", "message": f"unknown style {style!r}"}])  # fmt: skip
+
+
+async def _new_job(
+    request: Request, session: SessionDep, designer: Principal, params: dict[str, Any],
+    *, idempotency_key: str | None = None, retry_of: str | None = None,
+) -> Job:  # fmt: skip
+    settings = request.app.state.settings
+    _check_style(request.app.state.manifest, params["style"])
+    if await job_queue.active_jobs(session, designer.id) >= settings.max_active_jobs_per_designer:
+        raise RateLimited(
+            f"You already have {settings.max_active_jobs_per_designer} renders queued or running; "
+            "wait for some to finish.", headers={"Retry-After": "10"}, code="too_many_active_jobs",
+        )  # fmt: skip
+    upload_id = params.get("upload_id")
+    if upload_id:
+        upload = await session.get(Upload, upload_id)
+        if upload is None or upload.designer_id != designer.id:
+            raise InvalidInput("upload_id does not name one of your uploads", code="unknown_upload",
+                               details=[{"field": "upload_id", "message": "no such upload"}])  # fmt: skip
+    seed = params["seed"] if params.get("seed") is not None else secrets.randbelow(MAX_SEED + 1)
+    stored = {**params, "seed": seed}
+    job = Job(
+        designer_id=designer.id, kind=params["kind"], style=params["style"], seed=seed, params=stored,
+        params_hash=job_queue.params_hash(params), lora_name=request.app.state.manifest.get(params["style"]).lora_file,
+        upload_id=upload_id, idempotency_key=idempotency_key, retry_of=retry_of,
+    )  # fmt: skip
+    return await job_queue.enqueue(session, job)
+
+
+@router.post("/jobs", status_code=201, response_model=JobOut, responses=ERRORS, summary="Start a render")
+async def create_job(
+    body: JobCreate, request: Request, session: SessionDep, designer: CurrentDesigner,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:  # fmt: skip
+    """Queue a text-to-image or sketch-to-image render. With `Idempotency-Key`, a retried POST returns
+    the job the first one created (and a different body with the same key is a 409)."""
+    params = body.model_dump()
+    if idempotency_key:
+        existing = await _by_idempotency_key(session, designer, idempotency_key, params)
+        if existing is not None:
+            return existing
+    try:
+        async with session.begin():
+            job = await _new_job(request, session, designer, params, idempotency_key=idempotency_key)
+            return await job_view(session, job)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        await session.rollback()
+        existing = await _by_idempotency_key(session, designer, idempotency_key, params)
+        if existing is None:
+            raise
+        return existing
+
+
+async def _by_idempotency_key(
+    session: SessionDep, designer: Principal, key: str, params: dict[str, Any]
+) -> JobOut | None:
+    """The job an earlier POST with this key created, as the API shows it; 409 if the body differs."""
+    async with session.begin():
+        job = await session.scalar(select(Job).where(Job.designer_id == designer.id, Job.idempotency_key == key))
+        if job is None:
+            return None
+        if job.params_hash != job_queue.params_hash(params):
+            raise Conflict("This Idempotency-Key was already used with a different request.",
+                           code="idempotency_key_reused")  # fmt: skip
+        return await job_view(session, job)
+
+
+@router.get("/jobs", response_model=JobPage, responses=ERRORS, summary="The designer's jobs, newest first")
+async def list_jobs(
+    session: ReadSessionDep, designer: CurrentDesigner,
+    status: Annotated[list[Literal["queued", "running", "succeeded", "failed", "cancelled"]] | None, Query()] = None,
+    style: Annotated[str | None, Query(max_length=32)] = None,
+    kind: Annotated[Literal["text", "sketch"] | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobPage:  # fmt: skip
+    query = select(Job).where(Job.designer_id == designer.id)
+    if status:
+        query = query.where(Job.status.in_(status))
+    if style:
+        query = query.where(Job.style == style)
+    if kind:
+        query = query.where(Job.kind == kind)
+    if cursor:
+        created_at, job_id = decode_cursor(cursor)
+        query = query.where(tuple_(Job.created_at, Job.id) < (created_at, job_id))
+    jobs = list((await session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all())
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    items = [await job_view(session, j) for j in jobs]
+    return JobPage(items=items, next_cursor=encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="One job")
+async def read_job(job_id: str, session: ReadSessionDep, designer: CurrentDesigner) -> JobOut:
+    return await job_view(session, await get_job(session, designer, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses={**ERRORS, 409: {"description": "already ended"}},
+             summary="Cancel a job")  # fmt: skip
+async def cancel_job(job_id: str, session: SessionDep, designer: CurrentDesigner) -> JobOut:
+    """Queued: cancelled at once. Running: interrupted in ComfyUI (status turns `cancelled` shortly)."""
+    async with session.begin():
+        job = await get_job(session, designer, job_id)
+        if job_queue.is_final(job.status):
+            if job.status == JobStatus.cancelled:
+                return await job_view(session, job)
+            raise Conflict(f"The job already {job.status}.", code="job_already_ended")
+        job = await job_queue.request_cancel(session, job)
+        if job_queue.is_final(job.status) and job.status != JobStatus.cancelled:
+            raise Conflict(f"The job already {job.status}.", code="job_already_ended")
+        return await job_view(session, job)
+
+
+@router.post("/jobs/{job_id}/retry", status_code=201, response_model=JobOut, responses=ERRORS,
+             summary="Render again with the same settings")  # fmt: skip
+async def retry_job(
+    job_id: str, request: Request, session: SessionDep, designer: CurrentDesigner, body: RetryRequest | None = None
+) -> JobOut:
+    """A new job with the same parameters (and seed, unless `new_seed`)."""
+    async with session.begin():
+        original = await get_job(session, designer, job_id)
+        params = dict(original.params)
+        if body is not None and body.new_seed:
+            params["seed"] = None
+        job = await _new_job(request, session, designer, params, retry_of=original.id)
+        return await job_view(session, job)

@@ -1,0 +1,48 @@
+"""Styles from the LoRA manifest, and the designer's own account."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from backend import job_queue
+from backend.auth import CurrentDesigner
+from backend.db import ReadSessionDep
+from backend.errors import NotFound
+from backend.schemas import DesignerOut, StyleOut
+from loras.manifest import Manifest
+
+router = APIRouter(prefix="/api", tags=["styles"])
+
+
+@router.get("/styles", response_model=list[StyleOut], summary="The styles a render can use")
+async def list_styles(request: Request, _designer: CurrentDesigner) -> list[StyleOut]:
+    manifest: Manifest = request.app.state.manifest
+    return [
+        StyleOut(
+            id=s.id, name=s.display_name, description=s.description, trigger_words=list(s.trigger_words),
+            strength_model=s.strength_model, strength_clip=s.strength_clip, has_lora=s.has_lora,
+            version=s.version, preview_url=f"/api/styles/{s.id}/preview",
+        )  # fmt: skip
+        for s in manifest.styles.values()
+    ]
+
+
+@router.get("/styles/{style_id}/preview", response_class=FileResponse, summary="A style's preview image",
+            responses={404: {"description": "no such style or no preview"}})  # fmt: skip
+async def style_preview(style_id: str, request: Request, _designer: CurrentDesigner) -> FileResponse:
+    manifest: Manifest = request.app.state.manifest
+    if style_id not in manifest.styles:
+        raise NotFound(f"No style {style_id!r}.", code="style_not_found")
+    path = manifest.preview_path(style_id)
+    if not path.is_file():
+        raise NotFound(f"Style {style_id!r} has no preview image yet.", code="preview_missing")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/me", response_model=DesignerOut, summary="Who the token belongs to, and their limits")
+async def me(request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> DesignerOut:
+    return DesignerOut(
+        id=designer.id, name=designer.name, active_jobs=await job_queue.active_jobs(session, designer.id),
+        max_active_jobs=request.app.state.settings.max_active_jobs_per_designer,
+    )  # fmt: skip

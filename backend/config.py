@@ -1,0 +1,145 @@
+"""Backend settings: environment variables and `.env`, validated at start-up.
+
+One `Settings` object per process, built by the entry point (`get_settings()`); code below receives it.
+Defaults are the embedded stack (`make run`): SQLite file, emulator on 8188/8189, local storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+JobKindName = Literal["text", "sketch"]
+
+
+@dataclass(frozen=True)
+class ComfyInstance:
+    """One ComfyUI server the dispatcher may use, and which job kinds it runs."""
+
+    url: str
+    kinds: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return self.url.removeprefix("http://").removeprefix("https://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- database -------------------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite+aiosqlite:///var/studio.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
+    sqlite_busy_timeout_ms: int = Field(5000, ge=0, description="how long SQLite waits for a lock")
+
+    # --- ComfyUI ----------------------------------------------------------------------------------
+    comfy_ui_address: str = Field(
+        "127.0.0.1",
+        description=(
+            "ML hosts, comma-separated. `host` = text on COMFY_TEXT_PORT and sketch on COMFY_SKETCH_PORT; "
+            "`host:port` = one instance for both kinds; `text=host:port` / `sketch=host:port` = one kind. "
+            "Empty: no ComfyUI (SageMaker only)."
+        ),
+    )
+    comfy_text_port: int = Field(8188, ge=1, le=65535)
+    comfy_sketch_port: int = Field(8189, ge=1, le=65535)
+    comfy_prequeue: int = Field(1, ge=0, le=8, description="prompts queued behind the running one")
+    comfy_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout for one ComfyUI request")
+    checkpoint_name: str = "interiordesignsuperm_v2.safetensors"
+    controlnet_name: str = "control_v11p_sd15_scribble.safetensors"
+    workflows_dir: Path = Field(Path(__file__).resolve().parent.parent / "mlserver" / "workflows")
+    style_manifest: Path | None = Field(None, description="style manifest; default loras/styles.toml")
+    models_marker: Path | None = Field(None, description="model sync marker file checked by /readyz (unset: no check)")
+
+    # --- dispatcher -------------------------------------------------------------------------------
+    dispatcher_poll_s: float = Field(0.02, gt=0, description="how often an idle dispatcher looks for jobs")
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    stall_after_s: float = Field(15.0, gt=0, description="a running job without heartbeat is adopted")
+    max_attempts: int = Field(3, ge=1, description="submissions of one job before it fails")
+    progress_min_interval_s: float = Field(0.2, ge=0, description="throttle for stored progress events")
+    comfy_retry_max_s: float = Field(30.0, gt=0, description="cap of the back-off while ComfyUI is down")
+
+    # --- storage ----------------------------------------------------------------------------------
+    storage_backend: Literal["local", "s3"] = "local"
+    data_dir: Path = Field(Path("var/data"), description="local storage root")
+    s3_bucket: str = ""
+    s3_prefix: str = "renders/"
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (tests: moto)")
+    s3_region: str = "us-east-1"
+    s3_presign_ttl_s: int = Field(300, ge=10, le=3600)
+
+    # --- designers and limits ---------------------------------------------------------------------
+    demo_designer_name: str = "demo"
+    demo_designer_token: str = Field("studio-demo-token", description="empty: no demo designer")
+    max_active_jobs_per_designer: int = Field(20, ge=1)
+    max_uploads_per_hour: int = Field(120, ge=1)
+    upload_max_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    upload_max_pixels: int = Field(36_000_000, ge=4096)
+    upload_max_side: int = Field(2048, ge=256, description="uploads are scaled down to this side")
+
+    # --- HTTP ---------------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(2, ge=1, le=64)
+    event_poll_s: float = Field(0.02, gt=0, description="how often the API looks for new job events")
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, v: str) -> str:
+        if v.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + v.removeprefix("sqlite:///")
+        if v.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + v.split("://", 1)[1]
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+psycopg://")):
+            raise ValueError("DATABASE_URL must be sqlite+aiosqlite:///... or postgresql+psycopg://...")
+        return v
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        return f"{v}/" if v else ""
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def comfy_instances(self) -> list[ComfyInstance]:
+        return parse_comfy_address(self.comfy_ui_address, self.comfy_text_port, self.comfy_sketch_port)
+
+
+def _url(hostport: str) -> str:
+    return hostport if hostport.startswith(("http://", "https://")) else f"http://{hostport}"
+
+
+def parse_comfy_address(value: str, text_port: int, sketch_port: int) -> list[ComfyInstance]:
+    """`COMFY_UI_ADDRESS` → instances (see the field's description)."""
+    instances: list[ComfyInstance] = []
+    for raw in (part.strip() for part in value.split(",")):
+        if not raw:
+            continue
+        if raw.startswith(("text=", "sketch=")):
+            kind, hostport = raw.split("=", 1)
+            instances.append(ComfyInstance(_url(hostport), frozenset({kind})))
+        elif raw.rsplit(":", 1)[-1].isdigit() and not raw.endswith("]"):
+            instances.append(ComfyInstance(_url(raw), frozenset({"text", "sketch"})))
+        else:
+            host = raw.removeprefix("http://")
+            instances.append(ComfyInstance(_url(f"{host}:{text_port}"), frozenset({"text"})))
+            instances.append(ComfyInstance(_url(f"{host}:{sketch_port}"), frozenset({"sketch"})))
+    return instances
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

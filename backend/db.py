@@ -1,0 +1,101 @@
+"""Database engine and sessions: SQLite pragmas or a PostgreSQL pool; the FastAPI session dependency.
+
+One AsyncEngine per process, made by the entry point (API lifespan, dispatcher start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from backend.config import Settings
+
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+def _sqlite_file(url: str) -> Path | None:
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    """An engine for DATABASE_URL: WAL + busy timeout + foreign keys on SQLite, a sized pool on PostgreSQL."""
+    url = settings.database_url
+    if settings.is_sqlite:
+        path = _sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            poolclass=NullPool if path is None else None,
+            connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+        )
+        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_timeout=10,
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (see _on_begin) instead of the driver's implicit BEGIN.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # BEGIN IMMEDIATE: a writer takes the lock up front, so two writers never deadlock on upgrade
+        # and a claim is atomic across processes. Read-only transactions are marked "deferred".
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: SessionMaker = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    session = await read_session(request.app.state.sessionmaker)
+    async with session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+
+
+async def read_session(sessionmaker: SessionMaker) -> AsyncSession:
+    """A session whose SQLite transactions start DEFERRED (readers never take the write lock)."""
+    session = sessionmaker()
+    await session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+    return session
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    await asyncio.shield(engine.dispose())

@@ -1,0 +1,212 @@
+"""The dispatcher: claim → build graph → submit → follow → store → finish. `python -m backend.dispatcher`.
+
+Several may run (on one or many hosts): claims are atomic, every running job is held by exactly one
+dispatcher through its heartbeat, and a dispatcher adopts the jobs of one that stopped heartbeating
+(reconciling them with ComfyUI by prompt_id before anything else). Executors do the talking to the
+ML tier (`backend/executors/`); this module only decides what runs where, and keeps the holds alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Sequence
+
+from backend import job_queue
+from backend.config import Settings, get_settings
+from backend.db import SessionMaker, make_engine, make_sessionmaker, read_session
+from backend.executors.base import Executor, JobContext
+from backend.executors.comfy import ComfyExecutor
+from backend.logs import configure_logging
+from backend.models import Job
+from backend.storage import Storage, make_storage
+from loras.manifest import Manifest, load_manifest
+
+logger = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.25
+ADOPT_INTERVAL_S = 5.0
+SHUTDOWN_GRACE_S = 30.0
+STARTUP_WAIT_S = 30.0
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: SessionMaker,
+        storage: Storage,
+        manifest: Manifest,
+        *,
+        worker_id: str | None = None,
+        executors: Sequence[Executor] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.worker_id = worker_id or make_worker_id()
+        self.ctx = JobContext(settings, sessionmaker, storage, manifest, self.worker_id)
+        self.executors: list[Executor] = list(executors) if executors is not None else [
+            ComfyExecutor(self.ctx, instance) for instance in settings.comfy_instances
+        ]  # fmt: skip
+        self.stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- public ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Dispatch until stopped (or, with `until_idle`, until nothing is queued or running here)."""
+        if not self.executors:
+            raise RuntimeError("no executor configured: set COMFY_UI_ADDRESS")
+        for ex in self.executors:
+            await ex.start()
+        keeper = asyncio.create_task(self._keep_holds(), name="holds")
+        logger.info("dispatcher %s started with %s", self.worker_id, ", ".join(e.name for e in self.executors),
+                    extra={"action": "dispatcher_started"})  # fmt: skip
+        try:
+            await self._wait_for_executors(STARTUP_WAIT_S if until_idle else 0)
+            await self._adopt()
+            await self._loop(until_idle)
+        finally:
+            await self._shutdown()
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            for ex in self.executors:
+                await ex.close()
+
+    # --- the loop ----------------------------------------------------------------------------------
+    async def _loop(self, until_idle: bool) -> None:
+        kinds = sorted({k for ex in self.executors for k in ex.kinds})
+        last_adopt = time.monotonic()
+        while not self.stopping.is_set():
+            claimed = await self._fill(kinds)
+            if time.monotonic() - last_adopt >= ADOPT_INTERVAL_S:
+                last_adopt = time.monotonic()
+                await self._adopt()
+            if until_idle and not claimed and not self._tasks and not await self._has_work(kinds):
+                return
+            if not claimed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), self.settings.dispatcher_poll_s)
+
+    async def _has_work(self, kinds: Sequence[str]) -> bool:
+        session = await read_session(self.sessionmaker)
+        async with session:
+            return await job_queue.has_claimable(session, kinds)
+
+    async def _fill(self, kinds: Sequence[str]) -> bool:
+        """Give every available executor with a free slot one more job; True if any was claimed."""
+        ready = [ex for ex in self.executors if ex.is_available and ex.free_slots() > 0]
+        if not ready or not await self._has_work(kinds):
+            return False
+        claimed = False
+        for ex in sorted(ready, key=lambda e: e.free_slots(), reverse=True):
+            job = await self.ctx.transition(
+                job_queue.claim_next, worker_id=self.worker_id, kinds=sorted(ex.kinds), executor=ex.kind_name,
+                instance=ex.name, preferred_lora=ex.preferred_lora(),
+            )  # fmt: skip
+            if job is not None:
+                logger.info("job %s claimed for %s", job.id, ex.name, extra={"action": "job_claimed", "job_id": job.id})
+                self._spawn(ex.run_job(job), job.id)
+                claimed = True
+        return claimed
+
+    def _spawn(self, coro: object, job_id: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"job {job_id}")  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wait_for_executors(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not all(ex.is_available for ex in self.executors):
+            await asyncio.sleep(0.02)
+
+    # --- adoption and holds ------------------------------------------------------------------------
+    def _executor_for(self, job: Job) -> Executor | None:
+        for ex in self.executors:
+            if ex.name == job.instance and ex.kind_name == job.executor:
+                return ex
+        return None
+
+    async def _adopt(self) -> None:
+        jobs = await self.ctx.transition(job_queue.adopt_stalled, self.worker_id, self.settings.stall_after_s)
+        for job in jobs:
+            ex = self._executor_for(job)
+            logger.warning("adopted job %s (was %s on %s)", job.id, job.executor, job.instance,
+                           extra={"action": "job_adopted", "job_id": job.id})  # fmt: skip
+            if ex is None:
+                await self.ctx.held(job_queue.release, job.id, reason="its executor is not configured here")
+                continue
+            self._spawn(ex.resume_job(job), job.id)
+
+    async def _keep_holds(self) -> None:
+        """Relay cancel requests every CANCEL_POLL_S; heartbeat held jobs every heartbeat interval."""
+        last_beat = 0.0
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            owner = {jid: ex for ex in self.executors for jid in ex.active_ids()}
+            if not owner:
+                continue
+            try:
+                if time.monotonic() - last_beat >= self.settings.heartbeat_interval_s:
+                    last_beat = time.monotonic()
+                    held = await self.ctx.transition(job_queue.heartbeat, self.worker_id, list(owner))
+                    for jid, ex in owner.items():
+                        if jid not in held:
+                            ex.on_lease_lost(jid)
+                    cancelled = {jid for jid, state in held.items() if state.cancel_requested}
+                else:
+                    session = await read_session(self.sessionmaker)
+                    async with session:
+                        cancelled = await job_queue.cancel_flags(session, list(owner))
+                for jid in cancelled:
+                    owner[jid].on_cancel_requested(jid)
+            except Exception:
+                logger.exception("keeping holds failed; retrying")
+
+    async def _shutdown(self) -> None:
+        if self.stopping.is_set():
+            logger.info("dispatcher %s stopping", self.worker_id, extra={"action": "dispatcher_stopping"})
+            await asyncio.gather(*(ex.drain(SHUTDOWN_GRACE_S) for ex in self.executors))
+        for ex in self.executors:
+            for jid in ex.active_ids():
+                ex.on_lease_lost(jid)
+                with contextlib.suppress(Exception):
+                    await self.ctx.held(job_queue.unhold, jid)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+
+async def serve(settings: Settings) -> None:
+    engine = make_engine(settings)
+    dispatcher = Dispatcher(settings, make_sessionmaker(engine), make_storage(settings),
+                            load_manifest(settings.style_manifest))  # fmt: skip
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dispatcher.stop)
+    try:
+        await dispatcher.run()
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

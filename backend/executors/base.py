@@ -1,0 +1,177 @@
+"""What every executor shares: the Executor interface and the JobContext it works through.
+
+An executor runs jobs somewhere (a ComfyUI server, SageMaker async inference). The dispatcher hands it
+claimed jobs; the executor submits, follows and ends them through `JobContext`, which owns the database
+transitions (`job_queue`), the graph building and the storage of results. A transition that returns
+None means the job is no longer ours (another dispatcher adopted it, or it was cancelled): stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend import job_queue
+from backend.config import Settings
+from backend.db import SessionMaker
+from backend.images import ImageRejected, inspect_render
+from backend.models import Image, Job, Upload, new_id
+from backend.storage import Storage, StorageError, content_key
+from backend.workflows import GraphInputs, build_graph
+from loras.manifest import Manifest
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STORE_ATTEMPTS = 3
+STORE_RETRY_S = 0.5
+
+
+class Executor(Protocol):
+    name: str
+    kind_name: str
+    kinds: frozenset[str]
+
+    @property
+    def is_available(self) -> bool: ...
+
+    def free_slots(self) -> int: ...
+
+    def preferred_lora(self) -> str | None: ...
+
+    def active_ids(self) -> list[str]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def run_job(self, job: Job) -> None:
+        """Submit a freshly claimed job and follow it to its end."""
+
+    async def resume_job(self, job: Job) -> None:
+        """Reconcile an adopted job with the executor, then follow it."""
+
+    def on_cancel_requested(self, job_id: str) -> None: ...
+
+    def on_lease_lost(self, job_id: str) -> None: ...
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking work; finish or hand back what is running within `grace_s`."""
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    png: bytes
+    index: int
+
+
+class JobContext:
+    def __init__(
+        self, settings: Settings, sessionmaker: SessionMaker, storage: Storage, manifest: Manifest, worker_id: str
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.storage = storage
+        self.manifest = manifest
+        self.worker_id = worker_id
+
+    async def transition(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run one job_queue function in its own transaction, as this dispatcher."""
+        async with self.sessionmaker() as session, session.begin():
+            return await fn(session, *args, **kwargs)
+
+    async def held(self, fn: Callable[..., Awaitable[T]], job_id: str, *args: Any, **kwargs: Any) -> T:
+        """A transition on a job this dispatcher holds (`job_queue` checks the hold)."""
+        return await self.transition(fn, job_id, self.worker_id, *args, **kwargs)
+
+    async def load_upload(self, upload_id: str) -> tuple[Upload, bytes]:
+        async with self.sessionmaker() as session:
+            upload = await session.get(Upload, upload_id)
+        if upload is None:
+            raise LookupError(f"upload {upload_id} is gone")
+        return upload, await self.storage.load(upload.storage_key)
+
+    def graph_for(self, job: Job, sketch_name: str | None = None, dark_lines: bool = True) -> dict[str, Any]:
+        inputs = GraphInputs(job.kind, dict(job.params), job.seed, job.id, sketch_name, dark_lines)
+        return build_graph(
+            inputs, self.manifest, self.settings.workflows_dir,
+            checkpoint=self.settings.checkpoint_name, controlnet=self.settings.controlnet_name,
+        )  # fmt: skip
+
+    def render_meta(self, job: Job) -> dict[str, Any]:
+        """Everything needed to redo a render exactly: settings, seed, models with their hashes."""
+        style = self.manifest.styles.get(job.style)
+        return {
+            "job_id": job.id,
+            "kind": job.kind,
+            "params": dict(job.params),
+            "seed": job.seed,
+            "style": job.style,
+            "checkpoint": self.settings.checkpoint_name,
+            "controlnet": self.settings.controlnet_name if job.kind == "sketch" else None,
+            "lora": (
+                {"file": style.lora_file, "sha256": style.sha256, "version": style.version}
+                if style is not None and style.has_lora
+                else None
+            ),
+            "upload_id": job.upload_id,
+        }
+
+    async def _save_with_retry(self, key: str, data: bytes, content_type: str) -> None:
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                await self.storage.save(key, data, content_type)
+                return
+            except StorageError:
+                if attempt == STORE_ATTEMPTS:
+                    raise
+                logger.warning("storage write failed (attempt %d), retrying: %s", attempt, key)
+                await asyncio.sleep(STORE_RETRY_S * attempt)
+
+    async def store_outputs(self, job: Job, outputs: list[RenderOutput], render_s: float) -> list[Image]:
+        """Save every render and its thumbnail; the Image rows to add when the job finishes."""
+        meta = self.render_meta(job)
+        images = []
+        for out in outputs:
+            info = await asyncio.to_thread(inspect_render, out.png)
+            key, digest = content_key("images", out.png, "png")
+            thumb_key = f"thumbs/{digest[:2]}/{digest}.jpg"
+            await self._save_with_retry(key, out.png, "image/png")
+            await self._save_with_retry(thumb_key, info.thumbnail_jpeg, "image/jpeg")
+            images.append(
+                Image(
+                    id=new_id(), job_id=job.id, designer_id=job.designer_id, index=out.index, storage_key=key,
+                    thumb_key=thumb_key, sha256=digest, width=info.width, height=info.height,
+                    size_bytes=len(out.png), seed=job.seed, meta=meta, render_s=render_s,
+                )  # fmt: skip
+            )
+        return images
+
+    async def complete(self, job: Job, outputs: list[RenderOutput], render_s: float) -> bool:
+        """Store the renders, then mark the job succeeded; on a storage failure fail it, never half-done."""
+        if not outputs:
+            await self.held(job_queue.fail, job.id, "no_output", "ComfyUI finished without producing an image.")
+            return False
+        try:
+            images = await self.store_outputs(job, outputs, render_s)
+        except StorageError as exc:
+            logger.error("job %s: storage failed: %s", job.id, exc, extra={"action": "job_failed", "job_id": job.id})
+            await self.held(job_queue.fail, job.id, "storage_failed", f"The render could not be stored: {exc}")
+            return False
+        except ImageRejected as exc:
+            await self.held(job_queue.fail, job.id, exc.code, str(exc))
+            return False
+        done = await self.held(job_queue.finish, job.id, images)
+        if done is not None:
+            logger.info("job %s succeeded", job.id, extra={"action": "job_succeeded", "job_id": job.id})
+        return done is not None
+
+
+async def with_session(sessionmaker: SessionMaker, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async with sessionmaker() as session, session.begin():
+        return await fn(session)

@@ -1,0 +1,369 @@
+"""The direct executor: one ComfyUI server, one running and `COMFY_PREQUEUE` pre-queued prompts.
+
+A job's id is its ComfyUI `prompt_id`. Progress comes from one long-lived /ws per server (this
+dispatcher's `clientId`); completion is `executing` with `node: null`, then /history and /view. When
+the socket is down, or for a job adopted from another dispatcher, the job is reconciled by polling:
+in /queue → still coming; in /history → finished; in neither → lost (ComfyUI restarted) → resubmitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from backend import job_queue
+from backend.comfy_client import (
+    ComfyClient,
+    ComfyExecutionFailed,
+    ComfyRejected,
+    ComfyUnreachable,
+    execution_failure,
+    was_interrupted,
+)
+from backend.config import ComfyInstance
+from backend.executors.base import JobContext, RenderOutput
+from backend.models import Job
+from backend.workflows import SAVE, GraphError
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_WITH_WS_S = 5.0  # poll a job's state this often even while the socket is healthy
+RECONCILE_WITHOUT_WS_S = 0.5  # ... and this often while it is down, or for adopted jobs
+WS_BACKOFF_MIN_S = 0.2
+SUBMIT_BACKOFF_S = 2.0
+OOM_RETRIES = 1
+LOST_AFTER_S = 300.0  # a server unreachable this long: its jobs go back to the queue
+JOB_TIMEOUT_S = 1800.0
+
+
+@dataclass
+class Active:
+    """What this executor knows of one job it follows."""
+
+    job: Job
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    done: bool = False
+    started: bool = False
+    started_recorded: bool = False
+    progress: tuple[int, int] = (0, 0)
+    progress_recorded: tuple[int, int] = (0, 0)
+    progress_recorded_at: float = 0.0
+    cancel_requested: bool = False
+    cancel_sent: bool = False
+    lease_lost: bool = False
+    last_ws_at: float = 0.0
+    submitted_mono: float = field(default_factory=time.monotonic)
+    oom_retries: int = 0
+
+
+class ComfyExecutor:
+    kind_name = "comfy"
+
+    def __init__(self, ctx: JobContext, instance: ComfyInstance) -> None:
+        self.ctx = ctx
+        self.instance = instance
+        self.name = instance.name
+        self.kinds = instance.kinds
+        self.client = ComfyClient(instance.url, f"studio-{ctx.worker_id}", ctx.settings.comfy_timeout_s)
+        self.slots = 1 + ctx.settings.comfy_prequeue
+        self.active: dict[str, Active] = {}
+        self.ws_up = False
+        self.down_since: float | None = None
+        self.last_lora: str | None = None
+        self.draining = False
+        self._ws_task: asyncio.Task[None] | None = None
+
+    # --- capacity, as the dispatcher sees it ------------------------------------------------------
+    @property
+    def is_available(self) -> bool:
+        return self.ws_up and not self.draining
+
+    def free_slots(self) -> int:
+        return max(0, self.slots - len(self.active))
+
+    def preferred_lora(self) -> str | None:
+        return self.last_lora
+
+    def active_ids(self) -> list[str]:
+        return list(self.active)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._ws_task = asyncio.create_task(self._ws_loop(), name=f"ws {self.name}")
+
+    async def close(self) -> None:
+        if self._ws_task:
+            self._ws_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ws_task
+        await self.client.close()
+
+    async def drain(self, grace_s: float) -> None:
+        """SIGTERM: hand back pre-queued prompts, let the running one finish within `grace_s`."""
+        self.draining = True
+        with contextlib.suppress(ComfyUnreachable):
+            state = await self.client.queue()
+            pending = [a for jid, a in self.active.items() if jid in state.pending]
+            if pending:
+                await self.client.delete_pending([a.job.id for a in pending])
+                state = await self.client.queue()
+            for a in pending:
+                if a.job.id not in state:
+                    await self._release(a, "dispatcher stopping", forget=True)
+        deadline = time.monotonic() + grace_s
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    # --- the socket -----------------------------------------------------------------------------
+    async def _ws_loop(self) -> None:
+        backoff = WS_BACKOFF_MIN_S
+        while True:
+            try:
+                async for msg in self.client.messages():
+                    if not self.ws_up:
+                        self.ws_up, self.down_since, backoff = True, None, WS_BACKOFF_MIN_S
+                        logger.info("ComfyUI %s is up", self.name, extra={"action": "comfy_up"})
+                        self._wake_all()
+                    self._on_message(msg)
+            except ComfyUnreachable as exc:
+                logger.debug("socket to %s failed: %s", self.name, exc)
+            if self.ws_up or self.down_since is None:
+                logger.warning("lost ComfyUI %s", self.name, extra={"action": "comfy_down"})
+                self.down_since = time.monotonic()
+            self.ws_up = False
+            self._wake_all()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.ctx.settings.comfy_retry_max_s)
+
+    def _wake_all(self) -> None:
+        for a in self.active.values():
+            a.wake.set()
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        data = msg.get("data") or {}
+        a = self.active.get(str(data.get("prompt_id")))
+        if a is None:
+            return
+        a.last_ws_at = time.monotonic()
+        kind = msg.get("type")
+        if kind == "execution_start":
+            a.started = True
+        elif kind == "progress" and data.get("node") == "3":
+            a.started = True
+            a.progress = (int(data.get("value", 0)), int(data.get("max", 0)))
+        elif kind == "executing" and data.get("node") is None:
+            a.done = True
+        else:
+            return
+        a.wake.set()
+
+    # --- jobs ---------------------------------------------------------------------------------------
+    async def run_job(self, job: Job) -> None:
+        a = Active(job)
+        self.active[job.id] = a
+        try:
+            if await self._submit(a):
+                await self._follow(a)
+        except Exception:
+            logger.exception("job %s: unexpected error", job.id)
+            await self.ctx.held(job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error.")
+        finally:
+            self.active.pop(job.id, None)
+
+    async def resume_job(self, job: Job) -> None:
+        a = Active(job)
+        self.active[job.id] = a
+        try:
+            await self._follow(a)
+        except Exception:
+            logger.exception("job %s: unexpected error", job.id)
+            await self.ctx.held(job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error.")
+        finally:
+            self.active.pop(job.id, None)
+
+    def on_cancel_requested(self, job_id: str) -> None:
+        a = self.active.get(job_id)
+        if a is not None and not a.cancel_requested:
+            a.cancel_requested = True
+            a.wake.set()
+
+    def on_lease_lost(self, job_id: str) -> None:
+        a = self.active.get(job_id)
+        if a is not None:
+            a.lease_lost = True
+            a.wake.set()
+
+    async def _graph(self, job: Job) -> dict[str, Any]:
+        if job.kind != "sketch":
+            return self.ctx.graph_for(job)
+        assert job.upload_id is not None
+        upload, data = await self.ctx.load_upload(job.upload_id)
+        name = await self.client.upload_image(data, f"{upload.sha256}.png", "sketches")
+        return self.ctx.graph_for(job, name, upload.dark_lines)
+
+    async def _submit(self, a: Active) -> bool:
+        """Send the job's graph; False when the job ended or went back to the queue instead."""
+        job = a.job
+        try:
+            graph = await self._graph(job)
+            extra = {"extra_pnginfo": {"studio_job": {"id": job.id, "style": job.style}}}
+            await self.client.submit(graph, job.id, extra)
+        except (GraphError, LookupError) as exc:
+            await self.ctx.held(job_queue.fail, job.id, "invalid_job", str(exc))
+            return False
+        except ComfyRejected as exc:
+            logger.warning("job %s rejected by ComfyUI: %s", job.id, exc, extra={"action": "job_failed"})
+            await self.ctx.held(job_queue.fail, job.id, "comfy_rejected", str(exc))
+            return False
+        except ComfyUnreachable as exc:
+            if isinstance(exc.__cause__, httpx.ConnectError):
+                # Never reached ComfyUI: nothing was queued there, so the job can go anywhere.
+                self.ws_up = False
+                await self._release(a, f"ComfyUI {self.name} unreachable", delay_s=SUBMIT_BACKOFF_S)
+                return False
+            logger.warning("job %s: submit outcome unknown (%s); reconciling", job.id, exc)
+            return True
+        held = await self.ctx.held(job_queue.mark_submitted, job.id, graph=graph, external={"instance": self.name})
+        if held is None:
+            return False
+        a.job, a.submitted_mono = held, time.monotonic()
+        self.last_lora = job.lora_name
+        logger.info("job %s submitted to %s", job.id, self.name, extra={"action": "job_submitted", "job_id": job.id})
+        return True
+
+    async def _release(self, a: Active, reason: str, delay_s: float = 0.0, forget: bool = False) -> None:
+        await self.ctx.held(job_queue.release, a.job.id, reason=reason, delay_s=delay_s)
+        if forget:
+            a.lease_lost = True
+            a.wake.set()
+
+    async def _follow(self, a: Active) -> None:
+        last_reconcile = 0.0 if a.job.submitted_at is None or not self.ws_up else time.monotonic()
+        while not a.lease_lost:
+            interval = RECONCILE_WITH_WS_S if self.ws_up and a.last_ws_at else RECONCILE_WITHOUT_WS_S
+            timeout = max(0.0, last_reconcile + interval - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(a.wake.wait(), timeout)
+            a.wake.clear()
+            if a.lease_lost:
+                return
+            await self._record_progress(a)
+            if a.cancel_requested and not a.cancel_sent:
+                await self._cancel(a)
+            if a.done:
+                if await self._collect(a):
+                    return
+                continue
+            if time.monotonic() - last_reconcile >= interval:
+                last_reconcile = time.monotonic()
+                if await self._reconcile(a):
+                    return
+
+    async def _record_progress(self, a: Active) -> None:
+        if a.started and not a.started_recorded:
+            a.started_recorded = True
+            await self.ctx.held(job_queue.mark_started, a.job.id)
+        value, maximum = a.progress
+        due = time.monotonic() - a.progress_recorded_at >= self.ctx.settings.progress_min_interval_s
+        if a.progress != a.progress_recorded and (due or value == maximum):
+            a.progress_recorded, a.progress_recorded_at = a.progress, time.monotonic()
+            if not await self.ctx.held(job_queue.record_progress, a.job.id, value, maximum):
+                a.lease_lost = True
+
+    async def _cancel(self, a: Active) -> None:
+        """Pending in ComfyUI: delete it; running: interrupt it. The outcome arrives like any other."""
+        try:
+            state = await self.client.queue()
+            if a.job.id in state.pending:
+                await self.client.delete_pending([a.job.id])
+                state = await self.client.queue()
+            if a.job.id in state.running:
+                await self.client.interrupt(a.job.id)
+            a.cancel_sent = True
+            a.wake.set()  # reconcile at once: a deleted prompt produces no event
+        except ComfyUnreachable:
+            logger.warning("job %s: cannot reach ComfyUI to cancel; will retry", a.job.id)
+
+    async def _reconcile(self, a: Active) -> bool:
+        """Poll ComfyUI for the job; True when the job reached its end here."""
+        job = a.job
+        try:
+            state = await self.client.queue()
+            if job.id in state:
+                if time.monotonic() - a.submitted_mono > JOB_TIMEOUT_S:
+                    await self.client.interrupt(job.id)
+                return False
+            entry = await self.client.history(job.id)
+        except ComfyUnreachable:
+            if self.down_since is not None and time.monotonic() - self.down_since > LOST_AFTER_S:
+                await self._release(a, f"ComfyUI {self.name} unreachable for {LOST_AFTER_S:.0f}s", forget=True)
+                return True
+            return False
+        if entry is not None:
+            a.done = True
+            return await self._collect(a, entry)
+        return await self._lost(a)
+
+    async def _lost(self, a: Active) -> bool:
+        """In neither queue nor history: ComfyUI restarted (or the cancel deleted it)."""
+        job = a.job
+        if a.cancel_requested:
+            await self.ctx.held(job_queue.mark_cancelled, job.id)
+            return True
+        if job.attempts >= self.ctx.settings.max_attempts:
+            msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
+            await self.ctx.held(job_queue.fail, job.id, "comfy_lost_job", msg)
+            return True
+        logger.warning("job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"})
+        a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
+        return not await self._submit(a)
+
+    async def _collect(self, a: Active, entry: dict[str, Any] | None = None) -> bool:
+        """The prompt finished: store its images, or fail / cancel / retry the job. True when it ended."""
+        job = a.job
+        try:
+            entry = entry or await self.client.history(job.id)
+            if entry is None:
+                a.done = False
+                return await self._reconcile(a)
+            failure = execution_failure(entry)
+            if failure is not None:
+                return await self._failed(a, failure)
+            if was_interrupted(entry) or not entry.get("status", {}).get("completed", False):
+                if a.cancel_requested:
+                    await self.ctx.held(job_queue.mark_cancelled, job.id)
+                    return True
+                return await self._lost(a)
+            outputs = await self._fetch_outputs(entry)
+        except ComfyUnreachable as exc:
+            logger.warning("job %s: fetching results failed (%s); will retry", job.id, exc)
+            a.done = True
+            await asyncio.sleep(0.2)
+            a.wake.set()
+            return False
+        await self.ctx.complete(job, outputs, time.monotonic() - a.submitted_mono)
+        return True
+
+    async def _failed(self, a: Active, failure: ComfyExecutionFailed) -> bool:
+        if failure.is_oom and a.oom_retries < OOM_RETRIES and a.job.attempts < self.ctx.settings.max_attempts:
+            a.oom_retries += 1
+            logger.warning("job %s ran out of GPU memory; retrying once", a.job.id)
+            a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
+            return not await self._submit(a)
+        code = "comfy_out_of_memory" if failure.is_oom else "comfy_execution_error"
+        await self.ctx.held(job_queue.fail, a.job.id, code, str(failure))
+        return True
+
+    async def _fetch_outputs(self, entry: dict[str, Any]) -> list[RenderOutput]:
+        images = (entry.get("outputs", {}).get(SAVE) or {}).get("images", [])
+        outputs = []
+        for index, ref in enumerate(images):
+            png = await self.client.view(ref["filename"], ref.get("subfolder", ""), ref.get("type", "output"))
+            outputs.append(RenderOutput(png, index))
+        return outputs

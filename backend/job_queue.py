@@ -1,0 +1,352 @@
+"""Every job state change, each one conditional statement: a lost race returns None, never a half-done state.
+
+    queued ──claim──▶ running ──finish──▶ succeeded
+       │  ◀─release─┘   │ ──fail────▶ failed
+       └──cancel──▶ cancelled ◀──mark_cancelled (interrupted in ComfyUI)
+
+A running job is held by one dispatcher (`claimed_by`) that heartbeats it; a job whose heartbeat is
+older than the stall limit is adopted by another dispatcher (`adopt_stalled`), which reconciles it with
+ComfyUI before doing anything else. Every change writes a `job_events` row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, utcnow
+
+AFFINITY_WINDOW = 16  # queued jobs looked at when preferring the LoRA an instance has loaded
+AFFINITY_MAX_WAIT_S = 20.0  # the head of the queue is never passed over once it waited this long
+ACTIVE = (JobStatus.queued, JobStatus.running)
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def add_event(session: AsyncSession, job_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
+    session.add(JobEvent(job_id=job_id, type=type_, data=data or {}))
+
+
+def _is_pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def enqueue(session: AsyncSession, job: Job) -> Job:
+    session.add(job)
+    await session.flush()
+    add_event(session, job.id, "queued", {"status": "queued"})
+    return job
+
+
+async def queue_position(session: AsyncSession, job: Job) -> int | None:
+    """1 = next to be claimed for its kind; None once the job left the queue."""
+    if job.status != JobStatus.queued:
+        return None
+    ahead = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(
+            Job.status == JobStatus.queued,
+            Job.kind == job.kind,
+            or_(
+                Job.priority > job.priority,
+                and_(Job.priority == job.priority, tuple_(Job.created_at, Job.id) < (job.created_at, job.id)),
+            ),
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+async def active_jobs(session: AsyncSession, designer_id: str) -> int:
+    n = await session.scalar(
+        select(func.count()).select_from(Job).where(Job.designer_id == designer_id, Job.status.in_(ACTIVE))
+    )
+    return int(n or 0)
+
+
+async def has_claimable(session: AsyncSession, kinds: Sequence[str]) -> bool:
+    """A cheap read before a claim's write transaction (idle dispatchers poll this)."""
+    now = utcnow()
+    found = await session.scalar(
+        select(Job.id)
+        .where(
+            Job.status == JobStatus.queued,
+            Job.kind.in_(list(kinds)),
+            or_(Job.not_before.is_(None), Job.not_before <= now),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def _pick(rows: Sequence[Any], preferred_lora: str | None, now: datetime) -> str:
+    """The head of the queue, or a job using the LoRA already loaded, unless the head waited too long."""
+    head = rows[0]
+    if preferred_lora is None or head.lora_name == preferred_lora:
+        return str(head.id)
+    if (now - head.created_at).total_seconds() >= AFFINITY_MAX_WAIT_S:
+        return str(head.id)
+    for row in rows:
+        if row.lora_name == preferred_lora:
+            return str(row.id)
+    return str(head.id)
+
+
+async def claim_next(
+    session: AsyncSession,
+    *,
+    worker_id: str,
+    kinds: Sequence[str],
+    executor: str,
+    instance: str | None,
+    preferred_lora: str | None = None,
+) -> Job | None:
+    """Atomically move one queued job to running for this dispatcher (SKIP LOCKED / BEGIN IMMEDIATE)."""
+    now = utcnow()
+    candidates = (
+        select(Job.id, Job.lora_name, Job.created_at)
+        .where(
+            Job.status == JobStatus.queued,
+            Job.kind.in_(list(kinds)),
+            or_(Job.not_before.is_(None), Job.not_before <= now),
+        )
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(AFFINITY_WINDOW if preferred_lora is not None else 1)
+    )
+    if _is_pg(session):
+        candidates = candidates.with_for_update(skip_locked=True)
+    rows = (await session.execute(candidates)).all()
+    if not rows:
+        return None
+    job_id = _pick(rows, preferred_lora, now)
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .values(
+            status=JobStatus.running,
+            claimed_by=worker_id,
+            heartbeat_at=now,
+            executor=executor,
+            instance=instance,
+            updated_at=now,
+            started_at=func.coalesce(Job.started_at, now),
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    job = (await session.scalars(stmt)).one_or_none()
+    if job is not None:
+        add_event(session, job.id, "claimed", {"status": "running"})
+    return job
+
+
+def _held(job_id: str, worker_id: str) -> Any:
+    return and_(Job.id == job_id, Job.status == JobStatus.running, Job.claimed_by == worker_id)
+
+
+async def _update_held(session: AsyncSession, job_id: str, worker_id: str, **values: Any) -> Job | None:
+    values.setdefault("updated_at", utcnow())
+    stmt = (
+        update(Job)
+        .where(_held(job_id, worker_id))
+        .values(**values)
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def mark_submitted(
+    session: AsyncSession, job_id: str, worker_id: str, *, graph: dict[str, Any], external: dict[str, Any]
+) -> Job | None:
+    now = utcnow()
+    job = await _update_held(
+        session, job_id, worker_id, submitted_at=now, heartbeat_at=now, attempts=Job.attempts + 1,
+        graph=graph, external=external,
+    )  # fmt: skip
+    if job is not None:
+        add_event(session, job_id, "submitted", {"status": "running", "attempt": job.attempts})
+    return job
+
+
+async def mark_started(session: AsyncSession, job_id: str, worker_id: str) -> bool:
+    job = await _update_held(session, job_id, worker_id, heartbeat_at=utcnow())
+    if job is not None:
+        add_event(session, job_id, "started", {"status": "running"})
+    return job is not None
+
+
+async def record_progress(session: AsyncSession, job_id: str, worker_id: str, value: int, maximum: int) -> bool:
+    job = await _update_held(
+        session, job_id, worker_id, progress_value=value, progress_max=maximum, heartbeat_at=utcnow()
+    )
+    if job is not None:
+        add_event(session, job_id, "progress", {"value": value, "max": maximum})
+    return job is not None
+
+
+@dataclass(frozen=True)
+class HeldState:
+    cancel_requested: bool
+
+
+async def heartbeat(session: AsyncSession, worker_id: str, job_ids: Sequence[str]) -> dict[str, HeldState]:
+    """Refresh this dispatcher's hold on its jobs; returns the ones it still holds, with cancel requests."""
+    if not job_ids:
+        return {}
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.running, Job.claimed_by == worker_id)
+        .values(heartbeat_at=utcnow())
+        .returning(Job.id, Job.cancel_requested)
+        .execution_options(synchronize_session=False)
+    )
+    return {row.id: HeldState(bool(row.cancel_requested)) for row in await session.execute(stmt)}
+
+
+async def cancel_flags(session: AsyncSession, job_ids: Sequence[str]) -> set[str]:
+    if not job_ids:
+        return set()
+    rows = await session.scalars(
+        select(Job.id).where(Job.id.in_(list(job_ids)), Job.cancel_requested.is_(True))
+    )
+    return set(rows)
+
+
+async def finish(session: AsyncSession, job_id: str, worker_id: str, images: Sequence[Image]) -> Job | None:
+    """succeeded, with its images, in one transaction: never done without them."""
+    now = utcnow()
+    job = await _update_held(
+        session, job_id, worker_id, status=JobStatus.succeeded, finished_at=now, claimed_by=None,
+        progress_value=Job.progress_max, error_code=None, error_message=None,
+    )  # fmt: skip
+    if job is None:
+        return None
+    for image in images:
+        session.add(image)
+    add_event(
+        session,
+        job_id,
+        "succeeded",
+        {"status": "succeeded", "images": [{"id": i.id, "width": i.width, "height": i.height} for i in images]},
+    )
+    return job
+
+
+async def fail(session: AsyncSession, job_id: str, worker_id: str, code: str, message: str) -> Job | None:
+    job = await _update_held(
+        session, job_id, worker_id, status=JobStatus.failed, finished_at=utcnow(), claimed_by=None,
+        error_code=code, error_message=message[:4000],
+    )  # fmt: skip
+    if job is not None:
+        add_event(session, job_id, "failed", {"status": "failed", "code": code, "message": message[:4000]})
+    return job
+
+
+async def mark_cancelled(session: AsyncSession, job_id: str, worker_id: str) -> Job | None:
+    job = await _update_held(
+        session, job_id, worker_id, status=JobStatus.cancelled, finished_at=utcnow(), claimed_by=None
+    )
+    if job is not None:
+        add_event(session, job_id, "cancelled", {"status": "cancelled"})
+    return job
+
+
+async def release(
+    session: AsyncSession, job_id: str, worker_id: str, *, reason: str, delay_s: float = 0.0
+) -> Job | None:
+    """Back to the queue (the prompt is known not to be in ComfyUI), after an optional back-off."""
+    now = utcnow()
+    job = await _update_held(
+        session, job_id, worker_id, status=JobStatus.queued, claimed_by=None, heartbeat_at=None,
+        instance=None, not_before=now + timedelta(seconds=delay_s) if delay_s else None,
+        progress_value=0, progress_max=0,
+    )  # fmt: skip
+    if job is not None:
+        add_event(session, job_id, "requeued", {"status": "queued", "reason": reason})
+    return job
+
+
+async def unhold(session: AsyncSession, job_id: str, worker_id: str) -> Job | None:
+    """A stopping dispatcher lets go of a job still running in ComfyUI: the next one adopts it at once."""
+    job = await _update_held(session, job_id, worker_id, heartbeat_at=None)
+    if job is not None:
+        add_event(session, job_id, "handed_over", {"status": "running"})
+    return job
+
+
+async def request_cancel(session: AsyncSession, job: Job) -> Job:
+    """Queued: cancelled at once. Running: flagged; the dispatcher interrupts it in ComfyUI."""
+    now = utcnow()
+    if job.status == JobStatus.queued:
+        stmt = (
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.queued)
+            .values(status=JobStatus.cancelled, finished_at=now, updated_at=now, cancel_requested=True)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        done = (await session.scalars(stmt)).one_or_none()
+        if done is not None:
+            add_event(session, job.id, "cancelled", {"status": "cancelled"})
+            return done
+        await session.refresh(job)
+    if job.status == JobStatus.running and not job.cancel_requested:
+        stmt = (
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.running)
+            .values(cancel_requested=True, updated_at=now)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        flagged = (await session.scalars(stmt)).one_or_none()
+        if flagged is not None:
+            add_event(session, job.id, "cancel_requested", {"status": "running"})
+            return flagged
+        await session.refresh(job)
+    return job
+
+
+async def adopt_stalled(session: AsyncSession, worker_id: str, stall_after_s: float, limit: int = 50) -> list[Job]:
+    """Take over running jobs whose dispatcher stopped heartbeating (crashed or cut off)."""
+    now = utcnow()
+    stale = now - timedelta(seconds=stall_after_s)
+    query = (
+        select(Job.id, Job.claimed_by)
+        .where(Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
+    if _is_pg(session):
+        query = query.with_for_update(skip_locked=True)
+    adopted: list[Job] = []
+    for row in (await session.execute(query)).all():
+        stmt = (
+            update(Job)
+            .where(
+                Job.id == row.id,
+                Job.status == JobStatus.running,
+                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+            )
+            .values(claimed_by=worker_id, heartbeat_at=now, updated_at=now)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        job = (await session.scalars(stmt)).one_or_none()
+        if job is not None:
+            add_event(session, job.id, "adopted", {"status": "running"})
+            adopted.append(job)
+    return adopted
+
+
+def is_final(status: str) -> bool:
+    return status in FINAL_STATUSES

@@ -1,0 +1,56 @@
+"""create_app(settings): routers, error handlers, lifespan (engine, storage, manifest, event hub)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from backend.api import events, health, images, jobs, styles
+from backend.auth import TokenCache
+from backend.config import Settings, get_settings
+from backend.db import make_engine, make_sessionmaker
+from backend.errors import install_error_handlers
+from backend.events import EventHub
+from backend.logs import configure_logging
+from backend.storage import make_storage
+from loras.manifest import load_manifest
+
+DESCRIPTION = """Interior Studio's render API. Every route under `/api` needs `Authorization: Bearer <token>`.
+Errors always have the shape `{"error": {"code", "message", "details"}}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)
+        engine = make_engine(settings)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.storage = make_storage(settings)
+        app.state.manifest = load_manifest(settings.style_manifest)
+        app.state.token_cache = TokenCache()
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
+        app.state.event_hub = EventHub(app.state.sessionmaker, settings.event_poll_s)
+        app.state.event_hub.start()
+        try:
+            yield
+        finally:
+            await app.state.event_hub.stop()
+            await app.state.http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="Interior Studio API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    for module in (jobs, images, events, styles, health):
+        app.include_router(module.router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    return create_app()

@@ -1,0 +1,159 @@
+"""Pydantic request and response models: the API contract (and its OpenAPI document)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+MAX_SEED = 2**53 - 1  # exact in JavaScript and JSON everywhere; well inside ComfyUI's 0..2**64-1
+SAMPLERS = (
+    "euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral",
+    "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddim", "uni_pc", "lcm",
+)  # fmt: skip
+SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def _clean_text(v: str) -> str:
+    v = unicodedata.normalize("NFC", v)
+    if _CONTROL.search(v):
+        raise ValueError("must not contain control characters")
+    return v.strip()
+
+
+def _multiple_of_8(v: int) -> int:
+    if v % 8:
+        raise ValueError(f"must be a multiple of 8 (got {v}; try {round(v / 8) * 8})")
+    return v
+
+
+Prompt = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_clean_text)]
+Negative = Annotated[str, Field(max_length=2000), AfterValidator(_clean_text)]
+Side = Annotated[int, Field(ge=256, le=1024), AfterValidator(_multiple_of_8)]
+EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="a UUID")]
+
+
+class JobParams(BaseModel):
+    """What a render is made of; stored with the job and with every image."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: Literal["text", "sketch"] = Field("text", description="text-to-image or sketch-to-image")
+    prompt: Prompt = Field(description="the room, in words")
+    negative_prompt: Negative = Field("", description="what to keep out of the render")
+    style: str = Field("none", pattern=r"^[a-z][a-z0-9_]{0,31}$", description="a style id from /api/styles")
+    width: Side = Field(768, description="256..1024, a multiple of 8")
+    height: Side = Field(512, description="256..1024, a multiple of 8")
+    steps: int = Field(25, ge=1, le=100)
+    cfg: float = Field(7.0, ge=1.0, le=20.0, description="guidance scale")
+    sampler: Literal[SAMPLERS] = "dpmpp_2m"  # type: ignore[valid-type]
+    scheduler: Literal[SCHEDULERS] = "karras"  # type: ignore[valid-type]
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="null: a random seed, stored on the job")
+    num_images: int = Field(1, ge=1, le=4)
+    lora_strength: float | None = Field(None, ge=0.0, le=2.0, description="null: the style's default")
+    upload_id: EntityId | None = Field(None, description="the sketch (POST /api/uploads); sketch jobs only")
+    sketch_strength: float = Field(0.9, ge=0.0, le=2.0, description="how strictly the render follows it")
+
+    @model_validator(mode="after")
+    def _sketch_needs_upload(self) -> JobParams:
+        if self.kind == "sketch" and not self.upload_id:
+            raise ValueError("upload_id is required for a sketch job")
+        if self.kind == "text" and self.upload_id:
+            raise ValueError("upload_id is only for sketch jobs (kind 'sketch')")
+        return self
+
+
+class JobCreate(JobParams):
+    """POST /api/jobs."""
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    new_seed: bool = Field(False, description="draw a new random seed instead of reusing the job's")
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class Progress(BaseModel):
+    value: int
+    max: int
+
+
+class ImageOut(BaseModel):
+    id: str
+    index: int
+    width: int
+    height: int
+    seed: int
+    size_bytes: int
+    url: str = Field(description="full-size PNG (add ?download=1 for an attachment)")
+    thumbnail_url: str
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    kind: str
+    style: str
+    params: dict[str, Any] = Field(description="the exact settings, seed included")
+    seed: int
+    queue_position: int | None = Field(None, description="1 = next to start; null once it runs")
+    progress: Progress
+    error: ErrorInfo | None = None
+    images: list[ImageOut]
+    attempts: int
+    retry_of: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    events_url: str
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next (older) page")
+
+
+class UploadOut(BaseModel):
+    id: str
+    width: int
+    height: int
+    size_bytes: int
+    dark_lines: bool = Field(description="dark lines on light paper: inverted before ControlNet")
+    created_at: datetime
+    url: str
+    preview_url: str = Field(description="the sketch as ControlNet gets it (?width=&height=)")
+
+
+class StyleOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    trigger_words: list[str]
+    strength_model: float
+    strength_clip: float
+    has_lora: bool
+    version: str
+    preview_url: str
+
+
+class DesignerOut(BaseModel):
+    id: str
+    name: str
+    active_jobs: int
+    max_active_jobs: int
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)

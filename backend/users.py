@@ -1,0 +1,104 @@
+"""Designer accounts from the command line: `python -m backend.users create NAME` prints a new token
+(shown once; only its hash is stored), `list`, `rotate NAME`, `disable NAME`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from sqlalchemy import select, update
+
+from backend.auth import hash_token, new_token
+from backend.config import Settings, get_settings
+from backend.db import make_engine, make_sessionmaker
+from backend.models import Designer
+
+
+class UserError(Exception):
+    """A command that cannot be carried out (exists already, no such designer)."""
+
+
+async def create_designer(settings: Settings, name: str, token: str | None = None) -> str:
+    """Create a designer; returns the token (a new random one unless given)."""
+    token = token or new_token()
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            if await session.scalar(select(Designer).where(Designer.name == name)):
+                raise UserError(f"designer {name!r} already exists")
+            session.add(Designer(name=name, token_hash=hash_token(token)))
+    finally:
+        await engine.dispose()
+    return token
+
+
+async def ensure_designer(settings: Settings, name: str, token: str) -> bool:
+    """Create the designer with this token, or re-point an existing one to it. True when changed."""
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            designer = await session.scalar(select(Designer).where(Designer.name == name))
+            if designer is None:
+                session.add(Designer(name=name, token_hash=hash_token(token)))
+                return True
+            if designer.token_hash != hash_token(token) or not designer.is_active:
+                designer.token_hash, designer.is_active = hash_token(token), True
+                return True
+            return False
+    finally:
+        await engine.dispose()
+
+
+async def _set(settings: Settings, name: str, **values: object) -> None:
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            result = await session.execute(update(Designer).where(Designer.name == name).values(**values))
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise UserError(f"no designer {name!r}")
+    finally:
+        await engine.dispose()
+
+
+async def list_designers(settings: Settings) -> list[tuple[str, bool]]:
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            rows = await session.execute(select(Designer.name, Designer.is_active).order_by(Designer.name))
+            return [(r.name, r.is_active) for r in rows]
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend.users", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("create", "rotate", "disable"):
+        sub.add_parser(command).add_argument("name")
+    sub.add_parser("list")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    out = sys.stdout
+    try:
+        if args.command == "create":
+            token = asyncio.run(create_designer(settings, args.name))
+            out.write(f"designer {args.name} created; token (shown once):\n{token}\n")
+        elif args.command == "rotate":
+            token = new_token()
+            asyncio.run(_set(settings, args.name, token_hash=hash_token(token), is_active=True))
+            out.write(f"new token for {args.name} (shown once):\n{token}\n")
+        elif args.command == "disable":
+            asyncio.run(_set(settings, args.name, is_active=False))
+            out.write(f"designer {args.name} disabled\n")
+        else:
+            for name, active in asyncio.run(list_designers(settings)):
+                out.write(f"{name}\t{'active' if active else 'disabled'}\n")
+    except UserError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

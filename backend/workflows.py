@@ -1,0 +1,113 @@
+"""Build the ComfyUI graph of a job from `mlserver/workflows/*.json` and the style manifest.
+
+The graphs are addressed by node id (see `mlserver/workflows/README.md`); a node that a job does not
+need (the LoRA for style `none`, the invert for a sketch that is already white on black) is bypassed:
+removed, with every link to its outputs re-pointed to the matching input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from loras.manifest import Manifest
+
+Graph = dict[str, Any]
+
+CHECKPOINT, LORA, POSITIVE, NEGATIVE, LATENT, SAMPLER, SAVE = "4", "10", "6", "7", "5", "3", "9"
+LOAD_SKETCH, INVERT, SCALE, CONTROLNET, APPLY_CONTROLNET = "11", "12", "13", "14", "15"
+WORKFLOW_FILES = {"text": "txt2img.json", "sketch": "sketch2img.json"}
+# output slot of a bypassed node -> the link that replaces it
+BYPASS = {
+    LORA: {0: ("model",), 1: ("clip",)},
+    INVERT: {0: ("image",)},
+}
+
+
+class GraphError(ValueError):
+    """The job cannot be turned into a graph (unknown style, missing sketch...)."""
+
+
+@dataclass(frozen=True)
+class GraphInputs:
+    """Everything a graph needs, resolved by the dispatcher from the job."""
+
+    kind: str
+    params: dict[str, Any]
+    seed: int
+    job_id: str
+    sketch_name: str | None = None  # ComfyUI input path, e.g. "sketches/<sha256>.png"
+    sketch_dark_lines: bool = True
+
+
+@lru_cache(maxsize=8)
+def _load_template(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def load_workflow(workflows_dir: Path, kind: str) -> Graph:
+    try:
+        name = WORKFLOW_FILES[kind]
+    except KeyError:
+        raise GraphError(f"unknown job kind {kind!r}") from None
+    graph: Graph = json.loads(_load_template(workflows_dir / name))
+    return graph
+
+
+def bypass(graph: Graph, node_id: str) -> None:
+    """Remove `node_id`, re-pointing links to its outputs to the inputs it passed through."""
+    node = graph.pop(node_id)
+    for other in graph.values():
+        for name, value in other["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and value[0] == node_id:
+                (input_name,) = BYPASS[node_id][value[1]]
+                other["inputs"][name] = copy.deepcopy(node["inputs"][input_name])
+
+
+def lora_name_for(manifest: Manifest, style_id: str) -> str:
+    return manifest.get(style_id).lora_file
+
+
+def build_graph(
+    inputs: GraphInputs, manifest: Manifest, workflows_dir: Path, *, checkpoint: str, controlnet: str
+) -> Graph:
+    p = inputs.params
+    if p["style"] not in manifest.styles:
+        raise GraphError(f"unknown style {p['style']!r}")
+    style = manifest.get(p["style"])
+    graph = copy.deepcopy(load_workflow(workflows_dir, inputs.kind))
+
+    graph[CHECKPOINT]["inputs"]["ckpt_name"] = checkpoint
+    if style.has_lora:
+        strength = p.get("lora_strength")
+        lora = graph[LORA]["inputs"]
+        lora["lora_name"] = style.lora_file
+        lora["strength_model"] = style.strength_model if strength is None else strength
+        lora["strength_clip"] = style.strength_clip if strength is None else strength
+    else:
+        bypass(graph, LORA)
+    graph[POSITIVE]["inputs"]["text"] = style.render_prompt(p["prompt"])
+    graph[NEGATIVE]["inputs"]["text"] = style.render_negative(p.get("negative_prompt", ""))
+    graph[LATENT]["inputs"].update(width=p["width"], height=p["height"], batch_size=p["num_images"])
+    graph[SAMPLER]["inputs"].update(
+        seed=inputs.seed, steps=p["steps"], cfg=p["cfg"], sampler_name=p["sampler"], scheduler=p["scheduler"]
+    )
+    prefix = "renders" if inputs.kind == "text" else "sketch"
+    graph[SAVE]["inputs"]["filename_prefix"] = f"{prefix}/{inputs.job_id}"
+
+    if inputs.kind == "sketch":
+        if not inputs.sketch_name:
+            raise GraphError("a sketch job needs its uploaded sketch")
+        graph[LOAD_SKETCH]["inputs"]["image"] = inputs.sketch_name
+        if not inputs.sketch_dark_lines:
+            bypass(graph, INVERT)
+        graph[SCALE]["inputs"].update(width=p["width"], height=p["height"])
+        graph[CONTROLNET]["inputs"]["control_net_name"] = controlnet
+        graph[APPLY_CONTROLNET]["inputs"]["strength"] = p["sketch_strength"]
+    for node in graph.values():
+        node.pop("_meta", None)
+    return graph
