@@ -141,7 +141,7 @@ async def claim_next(
             started_at=func.coalesce(Job.started_at, now),
         )
         .returning(Job)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     job = (await session.scalars(stmt)).one_or_none()
     if job is not None:
@@ -160,7 +160,7 @@ async def _update_held(session: AsyncSession, job_id: str, worker_id: str, **val
         .where(_held(job_id, worker_id))
         .values(**values)
         .returning(Job)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.scalars(stmt)).one_or_none()
 
@@ -208,7 +208,7 @@ async def heartbeat(session: AsyncSession, worker_id: str, job_ids: Sequence[str
         .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.running, Job.claimed_by == worker_id)
         .values(heartbeat_at=utcnow())
         .returning(Job.id, Job.cancel_requested)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     return {row.id: HeldState(bool(row.cancel_requested)) for row in await session.execute(stmt)}
 
@@ -293,7 +293,7 @@ async def request_cancel(session: AsyncSession, job: Job) -> Job:
             .where(Job.id == job.id, Job.status == JobStatus.queued)
             .values(status=JobStatus.cancelled, finished_at=now, updated_at=now, cancel_requested=True)
             .returning(Job)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
         done = (await session.scalars(stmt)).one_or_none()
         if done is not None:
@@ -306,7 +306,7 @@ async def request_cancel(session: AsyncSession, job: Job) -> Job:
             .where(Job.id == job.id, Job.status == JobStatus.running)
             .values(cancel_requested=True, updated_at=now)
             .returning(Job)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
         flagged = (await session.scalars(stmt)).one_or_none()
         if flagged is not None:
@@ -339,7 +339,7 @@ async def adopt_stalled(session: AsyncSession, worker_id: str, stall_after_s: fl
             )
             .values(claimed_by=worker_id, heartbeat_at=now, updated_at=now)
             .returning(Job)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
         job = (await session.scalars(stmt)).one_or_none()
         if job is not None:
