@@ -1,0 +1,230 @@
+"""Jobs through the dispatcher to ComfyUI over real loopback HTTP/WebSocket, on SQLite and PostgreSQL.
+
+These run against the emulator by default and, unchanged, against a real ComfyUI when COMFYUI_URL is set.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import httpx
+import pytest
+from PIL import Image
+from websockets.sync.client import connect as ws_connect
+
+from tests.backend.test_api_jobs import assert_error
+from tests.factories import job_body, sketch_png
+from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, Stack
+from tests.support.net import wait_until
+
+pytestmark = pytest.mark.comfyui
+
+
+def job_status(c: httpx.Client, job_id: str) -> dict:
+    return c.get(f"/api/jobs/{job_id}").json()
+
+
+def wait_status(c: httpx.Client, job_id: str, statuses: set[str], timeout_s: float = 30) -> dict:
+    holder: dict = {}
+
+    def reached() -> bool:
+        holder["job"] = job_status(c, job_id)
+        return holder["job"]["status"] in statuses
+
+    wait_until(reached, timeout_s, 0.05, f"job {job_id} to reach {statuses}")
+    return holder["job"]
+
+
+def test_text_job_renders_and_its_images_download(stack: Stack) -> None:
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body(num_images=2, width=640, height=384)).json()
+        stack.drain()
+        done = job_status(c, job["id"])
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 1 and done["progress"] == {"value": 4, "max": 4}
+        assert [i["index"] for i in done["images"]] == [0, 1]
+        full = c.get(done["images"][0]["url"])
+        assert full.status_code == 200 and full.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(full.content)).size == (640, 384)
+        attachment = c.get(done["images"][1]["url"], params={"download": 1})
+        assert attachment.headers["content-disposition"].startswith("attachment;")
+        thumb = Image.open(io.BytesIO(c.get(done["images"][0]["thumbnail_url"]).content))
+        assert thumb.format == "JPEG" and max(thumb.size) <= 384
+        meta = c.get(f"/api/images/{done['images'][0]['id']}/meta").json()
+        assert meta["seed"] == job["seed"] and meta["lora"]["file"] == "indochine_v1.safetensors"
+        assert meta["checkpoint"] == "interiordesignsuperm_v2.safetensors"
+        assert meta["params"]["prompt"] == job["params"]["prompt"]
+    with stack.client(OTHER_TOKEN) as bob:  # someone else's image: 404, even with the exact URL
+        assert_error(bob.get(done["images"][0]["url"]), 404, "image_not_found")
+        assert_error(bob.get(done["images"][0]["thumbnail_url"]), 404, "image_not_found")
+
+
+def test_sketch_job_renders_through_controlnet(stack: Stack) -> None:
+    with stack.client() as c:
+        up = c.post("/api/uploads", files={"file": ("room.jpg", sketch_png(fmt="JPEG"), "image/jpeg")}).json()
+        job = c.post("/api/jobs", json=job_body(kind="sketch", upload_id=up["id"], style="minimalist",
+                                                sketch_strength=1.1)).json()  # fmt: skip
+        stack.drain()
+        done = job_status(c, job["id"])
+        assert done["status"] == "succeeded", done
+        assert done["kind"] == "sketch" and len(done["images"]) == 1
+        meta = c.get(f"/api/images/{done['images'][0]['id']}/meta").json()
+        assert meta["controlnet"] == "control_v11p_sd15_scribble.safetensors"
+        assert meta["upload_id"] == up["id"]
+
+
+def test_each_style_and_none_render(stack: Stack) -> None:
+    with stack.client() as c:
+        ids = [c.post("/api/jobs", json=job_body(style=s)).json()["id"] for s in ("indochine", "minimalist", "none")]
+        stack.drain()
+        assert [job_status(c, i)["status"] for i in ids] == ["succeeded"] * 3
+
+
+def read_ws(stack: Stack, job_id: str, after: int = 0, limit: int | None = None) -> list[dict]:
+    url = stack.url.replace("http://", "ws://") + f"/api/jobs/{job_id}/events?after={after}"
+    out: list[dict] = []
+    with ws_connect(url, additional_headers={"Authorization": f"Bearer {DEMO_TOKEN}"}, open_timeout=10) as ws:
+        for frame in ws:
+            out.append(json.loads(frame))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def test_progress_streams_live_and_replays_after_reconnect(stack: Stack) -> None:
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body(steps=12)).json()
+    dispatcher = stack.dispatcher_thread().start()
+    try:
+        first_part = read_ws(stack, job["id"], limit=3)
+        rest = read_ws(stack, job["id"], after=max(e.get("id", 0) for e in first_part))
+    finally:
+        dispatcher.stop()
+    events = [e for e in first_part + rest if "id" in e]
+    ids = [e["id"] for e in events]
+    assert ids == sorted(set(ids)), "every event once, in order"
+    types = [e["type"] for e in events]
+    assert types[0] == "queued" and types[-1] == "succeeded"
+    assert "started" in types
+    progress = [e["data"]["value"] for e in events if e["type"] == "progress"]
+    assert progress and progress[-1] == 12 and progress == sorted(progress)
+    assert events[-1]["data"]["images"][0]["id"]
+    replay = read_ws(stack, job["id"])  # a late client gets the whole story, then the stream ends
+    assert [e["id"] for e in replay] == ids
+
+
+def test_server_sent_events_replay_and_resume_with_last_event_id(stack: Stack) -> None:
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        stack.drain()
+        with c.stream("GET", f"/api/jobs/{job['id']}/events") as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            body = r.read().decode()
+        ids = [int(line[4:]) for line in body.splitlines() if line.startswith("id: ")]
+        assert "event: succeeded" in body and len(ids) >= 4
+        with c.stream("GET", f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": str(ids[-2])}) as r:
+            tail = r.read().decode()
+        assert [int(line[4:]) for line in tail.splitlines() if line.startswith("id: ")] == ids[-1:]
+    with httpx.Client(base_url=stack.url) as anon:
+        assert anon.get(f"/api/jobs/{job['id']}/events").status_code == 401
+        token = anon.get(f"/api/jobs/{job['id']}/events", params={"access_token": DEMO_TOKEN})
+        assert token.status_code == 200
+    with stack.client(OTHER_TOKEN) as bob:
+        assert_error(bob.get(f"/api/jobs/{job['id']}/events"), 404, "job_not_found")
+
+
+def test_cancel_a_running_job_interrupts_it_in_comfyui(stack: Stack) -> None:
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body(steps=400)).json()
+        dispatcher = stack.dispatcher_thread().start()
+        try:
+            wait_until(lambda: job_status(c, job["id"])["progress"]["value"] >= 1, 30, what="sampling to start")
+            r = c.post(f"/api/jobs/{job['id']}/cancel")
+            assert r.status_code == 200 and r.json()["cancel_requested"] is True
+            done = wait_status(c, job["id"], {"cancelled", "succeeded", "failed"})
+            assert done["status"] == "cancelled"
+            assert done["progress"]["value"] < 400
+            assert done["images"] == []
+            assert_error(c.post(f"/api/jobs/{job['id']}/retry", json={"new_seed": "yes"}), 422, "invalid_input")
+            follow_up = c.post("/api/jobs", json=job_body()).json()  # ComfyUI goes on with the next job
+            assert wait_status(c, follow_up["id"], {"succeeded", "failed"})["status"] == "succeeded"
+        finally:
+            dispatcher.stop()
+
+
+def test_cancel_a_job_prequeued_in_comfyui_removes_it_there(stack: Stack) -> None:
+    with stack.client() as c:
+        blocker = c.post("/api/jobs", json=job_body(steps=300)).json()
+        waiting = c.post("/api/jobs", json=job_body(steps=300)).json()
+        dispatcher = stack.dispatcher_thread().start()
+        try:
+            wait_until(lambda: job_status(c, waiting["id"])["status"] == "running", 30, what="pre-queue")
+            assert c.post(f"/api/jobs/{waiting['id']}/cancel").status_code == 200
+            assert wait_status(c, waiting["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+            assert job_status(c, blocker["id"])["status"] == "running"
+            c.post(f"/api/jobs/{blocker['id']}/cancel")
+            assert wait_status(c, blocker["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+        finally:
+            dispatcher.stop()
+
+
+def test_cancel_of_a_finished_job_is_a_conflict(stack: Stack) -> None:
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        stack.drain()
+        assert_error(c.post(f"/api/jobs/{job['id']}/cancel"), 409, "job_already_ended")
+
+
+def test_retry_renders_the_same_image_again(stack: Stack) -> None:
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body(seed=4242)).json()
+        stack.drain()
+        again = c.post(f"/api/jobs/{job['id']}/retry").json()
+        stack.drain()
+        first, second = job_status(c, job["id"]), job_status(c, again["id"])
+        assert second["status"] == "succeeded"
+        a = c.get(first["images"][0]["url"]).content
+        b = c.get(second["images"][0]["url"]).content
+        assert Image.open(io.BytesIO(a)).tobytes() == Image.open(io.BytesIO(b)).tobytes()
+
+
+def test_a_graph_comfyui_rejects_fails_with_its_reason(stack: Stack) -> None:
+    settings = stack.settings.model_copy(update={"checkpoint_name": "no_such_model.safetensors"})
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        from tests.support.backend import drain
+
+        drain(settings)
+        done = job_status(c, job["id"])
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "comfy_rejected"
+    assert "CheckpointLoaderSimple" in done["error"]["message"] and "ckpt_name" in done["error"]["message"]
+
+
+def test_two_dispatchers_never_run_a_job_twice(stack: Stack) -> None:
+    with stack.client() as c:
+        ids = [c.post("/api/jobs", json=job_body(steps=2)).json()["id"] for _ in range(12)]
+        one, two = stack.dispatcher_thread().start(), stack.dispatcher_thread().start()
+        try:
+            for job_id in ids:
+                assert wait_status(c, job_id, {"succeeded", "failed", "cancelled"}, 60)["status"] == "succeeded"
+        finally:
+            one.stop()
+            two.stop()
+        submitted = [e for i in ids for e in read_ws(stack, i) if e["type"] == "submitted"]
+    assert len(submitted) == len(ids)
+
+
+def test_first_progress_reaches_a_client_quickly(stack: Stack) -> None:
+    dispatcher = stack.dispatcher_thread().start()
+    try:
+        with stack.client() as c:
+            t0 = time.monotonic()
+            job = c.post("/api/jobs", json=job_body(steps=30)).json()
+            events = read_ws(stack, job["id"])
+            assert events[-1]["type"] == "succeeded"
+            assert time.monotonic() - t0 < 30
+    finally:
+        dispatcher.stop()

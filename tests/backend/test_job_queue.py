@@ -1,0 +1,145 @@
+"""job_queue on SQLite and PostgreSQL: atomic claims, LoRA affinity without starvation, holds, adoption."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from backend import job_queue
+from backend.auth import hash_token
+from backend.config import Settings
+from backend.db import make_engine, make_sessionmaker
+from backend.models import Designer, Job, JobEvent, JobStatus, utcnow
+
+
+@pytest.fixture
+async def sm(db_url: str):
+    engine = make_engine(Settings(_env_file=None, database_url=db_url))  # type: ignore[call-arg]
+    maker = make_sessionmaker(engine)
+    async with maker() as s, s.begin():
+        s.add(Designer(id="d1", name="alice", token_hash=hash_token("t")))
+    yield maker
+    await engine.dispose()
+
+
+async def add_jobs(sm, n: int, lora: str = "", kind: str = "text", **extra) -> list[str]:
+    ids = []
+    async with sm() as s, s.begin():
+        for i in range(n):
+            job = Job(designer_id="d1", kind=kind, style="x", lora_name=lora, params={"i": i}, params_hash="h",
+                      seed=i, **extra)  # fmt: skip
+            await job_queue.enqueue(s, job)
+            ids.append(job.id)
+    return ids
+
+
+async def claim(sm, worker: str, preferred: str | None = None, kinds=("text",)) -> Job | None:
+    async with sm() as s, s.begin():
+        return await job_queue.claim_next(s, worker_id=worker, kinds=kinds, executor="comfy", instance="i1",
+                                          preferred_lora=preferred)  # fmt: skip
+
+
+async def test_concurrent_claims_never_hand_out_a_job_twice(sm) -> None:
+    ids = await add_jobs(sm, 60)
+
+    async def worker(name: str) -> list[str]:
+        got = []
+        while (job := await claim(sm, name)) is not None:
+            got.append(job.id)
+        return got
+
+    results = await asyncio.gather(*(worker(f"w{i}") for i in range(6)))
+    claimed = [j for r in results for j in r]
+    assert sorted(claimed) == sorted(ids)
+    assert len(set(claimed)) == len(claimed)
+
+
+async def test_claim_is_fifo_and_by_kind(sm) -> None:
+    text = await add_jobs(sm, 2)
+    sketch = await add_jobs(sm, 1, kind="sketch")
+    assert (await claim(sm, "w", kinds=("sketch",))).id == sketch[0]
+    assert (await claim(sm, "w")).id == text[0]
+    assert (await claim(sm, "w")).id == text[1]
+    assert await claim(sm, "w") is None
+
+
+async def test_affinity_prefers_the_loaded_lora_but_not_forever(sm) -> None:
+    a = await add_jobs(sm, 1, lora="indochine.safetensors")
+    b = await add_jobs(sm, 1, lora="minimalist.safetensors")
+    job = await claim(sm, "w", preferred="minimalist.safetensors")
+    assert job.id == b[0]  # jumped the queue: same LoRA as loaded
+    async with sm() as s, s.begin():  # the head has waited too long: it goes first whatever is loaded
+        await s.execute(update(Job).values(created_at=utcnow() - timedelta(seconds=60)))
+    c = await add_jobs(sm, 1, lora="minimalist.safetensors")
+    assert (await claim(sm, "w", preferred="minimalist.safetensors")).id == a[0]
+    assert (await claim(sm, "w", preferred="minimalist.safetensors")).id == c[0]
+
+
+async def test_backoff_keeps_a_released_job_out_of_reach(sm) -> None:
+    (job_id,) = await add_jobs(sm, 1)
+    assert (await claim(sm, "w")).id == job_id
+    async with sm() as s, s.begin():
+        assert await job_queue.release(s, job_id, "w", reason="comfy down", delay_s=30) is not None
+    assert await claim(sm, "w") is None
+    async with sm() as s:
+        assert not await job_queue.has_claimable(s, ["text"])
+
+
+async def test_only_the_holder_can_finish_and_only_once(sm) -> None:
+    (job_id,) = await add_jobs(sm, 1)
+    await claim(sm, "w1")
+    async with sm() as s, s.begin():
+        assert await job_queue.finish(s, job_id, "w2", []) is None
+    async with sm() as s, s.begin():
+        assert await job_queue.finish(s, job_id, "w1", []) is not None
+    async with sm() as s, s.begin():
+        assert await job_queue.fail(s, job_id, "w1", "x", "late") is None
+        job = await s.get(Job, job_id)
+        assert job.status == JobStatus.succeeded
+        types = (await s.scalars(select(JobEvent.type).where(JobEvent.job_id == job_id).order_by(JobEvent.id))).all()
+    assert list(types) == ["queued", "claimed", "succeeded"]
+
+
+async def test_stalled_jobs_are_adopted_once(sm) -> None:
+    ids = await add_jobs(sm, 2)
+    await claim(sm, "dead")
+    await claim(sm, "alive")
+    async with sm() as s, s.begin():
+        await s.execute(update(Job).where(Job.claimed_by == "dead").values(heartbeat_at=utcnow() - timedelta(seconds=60)))
+        held = await job_queue.heartbeat(s, "alive", [ids[1]])
+    assert set(held) == {ids[1]}
+
+    async def adopt(worker: str) -> list[str]:
+        async with sm() as s, s.begin():
+            return [j.id for j in await job_queue.adopt_stalled(s, worker, stall_after_s=10)]
+
+    results = await asyncio.gather(adopt("n1"), adopt("n2"), adopt("n3"))
+    assert sorted(j for r in results for j in r) == [ids[0]]
+    async with sm() as s:
+        assert (await s.get(Job, ids[1])).claimed_by == "alive"
+
+
+async def test_cancel_queued_is_final_and_running_is_flagged(sm) -> None:
+    queued, running = await add_jobs(sm, 2)
+    await claim(sm, "w")  # claims `queued` (the oldest)... use the other as the queued one
+    async with sm() as s, s.begin():
+        job = await s.get(Job, running)
+        assert (await job_queue.request_cancel(s, job)).status == JobStatus.cancelled
+    async with sm() as s, s.begin():
+        job = await s.get(Job, queued)
+        flagged = await job_queue.request_cancel(s, job)
+        assert flagged.status == JobStatus.running and flagged.cancel_requested
+    async with sm() as s, s.begin():
+        assert await job_queue.cancel_flags(s, [queued, running]) == {queued, running}
+        assert await job_queue.mark_cancelled(s, queued, "w") is not None
+
+
+async def test_queue_position_counts_jobs_ahead_of_the_same_kind(sm) -> None:
+    ids = await add_jobs(sm, 3)
+    await add_jobs(sm, 2, kind="sketch")
+    async with sm() as s:
+        positions = [await job_queue.queue_position(s, await s.get(Job, i)) for i in ids]
+    assert positions == [1, 2, 3]
