@@ -1,0 +1,137 @@
+"""The emulator's own behaviour: restart semantics, timing costs, fault injection, deterministic images."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from mlserver.emulator.images import RenderSpec, render
+from mlserver.emulator.nodes import CATALOGUE, SAMPLERS, SCHEDULERS
+from tests.mlserver.comfy_client import Comfy, graph
+from tests.support.comfy import EmulatorProcess, start_emulator
+
+
+def test_restart_loses_queue_history_and_counter(emulator: EmulatorProcess) -> None:
+    comfy = Comfy(emulator.url)
+    pid, _ = comfy.run(graph())
+    assert comfy.history(pid)
+    emulator.restart()
+    comfy = Comfy(emulator.url)
+    assert comfy.http.get("/history").json() == {}
+    assert comfy.http.get("/queue").json() == {"queue_running": [], "queue_pending": []}
+    assert comfy.post(graph()).json()["number"] == 0
+
+
+def test_crash_after_steps_kills_the_process_mid_job(emulator: EmulatorProcess) -> None:
+    emulator.set_faults(crash_after_steps=2)
+    comfy = Comfy(emulator.url)
+    comfy.post(graph(**{"3.steps": 10}))
+    deadline = time.monotonic() + 10
+    while emulator.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not emulator.alive
+
+
+def test_fail_next_gives_an_execution_error_and_stats_count_runs(emulator: EmulatorProcess) -> None:
+    emulator.set_faults(fail_next=1)
+    comfy = Comfy(emulator.url)
+    pid, messages = comfy.run(graph())
+    error = next(m for m in messages if m["type"] == "execution_error")["data"]
+    assert error["node_type"] == "KSampler" and error["exception_type"] == "RuntimeError"
+    stats = emulator.stats()
+    assert stats["executions"][pid] == 1 and stats["completed"][pid] == 1
+    assert stats["runs"][-1]["status"] == "execution_error"
+    assert httpx.post(f"{emulator.url}/emulator/faults", json={"nope": 1}).status_code == 400
+
+
+def test_oom_variant_has_torchs_type_and_the_tips(emulator: EmulatorProcess) -> None:
+    emulator.set_faults(oom_next=1)
+    _, messages = Comfy(emulator.url).run(graph())
+    error = next(m for m in messages if m["type"] == "execution_error")["data"]
+    assert error["exception_type"] == "torch.OutOfMemoryError"
+    assert "CUDA out of memory" in error["exception_message"] and "TIPS:" in error["exception_message"]
+
+
+def test_view_fail_next_and_drop_ws(tmp_path) -> None:
+    emu = start_emulator(tmp_path / "e", extra_args=["--drop-ws-after", "3"])
+    try:
+        comfy = Comfy(emu.url)
+        with comfy.ws() as ws:
+            ws.recv(timeout=5)
+            comfy.post(graph())
+            with pytest.raises(Exception):  # noqa: B017 - the socket is closed by the server
+                for _ in range(50):
+                    ws.recv(timeout=5)
+        emu.set_faults(view_fail_next=1)
+        time.sleep(0.5)
+        image = next(iter(comfy.http.get("/history").json().values()))["outputs"]["9"]["images"][0]
+        params = {"filename": image["filename"], "subfolder": image["subfolder"]}
+        assert comfy.http.get("/view", params=params).status_code == 500
+        assert comfy.http.get("/view", params=params).status_code == 200
+    finally:
+        emu.kill()
+
+
+def test_slow_start_opens_the_port_late(tmp_path) -> None:
+    t0 = time.monotonic()
+    emu = start_emulator(tmp_path / "e", extra_args=["--slow-start-s", "1.0"])
+    try:
+        assert time.monotonic() - t0 >= 1.0
+    finally:
+        emu.kill()
+
+
+def test_lora_and_checkpoint_loads_are_counted_and_cost_time(tmp_path) -> None:
+    emu = start_emulator(tmp_path / "e", extra_args=["--lora-load-ms", "200"])
+    try:
+        comfy = Comfy(emu.url)
+        t0 = time.monotonic()
+        comfy.run(graph())
+        first = time.monotonic() - t0
+        comfy.run(graph())  # same LoRA: no reload
+        comfy.run(graph(**{"10.lora_name": "minimalist_v1.safetensors"}))
+        stats = emu.stats()
+        assert stats["lora_loads"] == 2 and stats["checkpoint_loads"] == 1
+        assert first >= 0.2
+    finally:
+        emu.kill()
+
+
+def test_step_time_is_the_setting(tmp_path) -> None:
+    emu = start_emulator(tmp_path / "e", step_ms=50)
+    try:
+        pid, _ = Comfy(emu.url).run(graph(**{"3.steps": 10, "5.width": 512, "5.height": 512}))
+        run = emu.stats()["runs"][-1]
+        assert run["prompt_id"] == pid
+        assert 0.5 <= run["ended_at"] - run["started_at"] < 2.0
+    finally:
+        emu.kill()
+
+
+def test_renders_are_deterministic_and_differ_by_seed() -> None:
+    spec = RenderSpec(320, 200, 7, "a calm bedroom", ("minimalist_v1.safetensors",), "ckpt.safetensors")
+    a, b = render(spec, 0), render(spec, 0)
+    assert a.tobytes() == b.tobytes() and a.size == (320, 200)
+    c = render(RenderSpec(320, 200, 8, "a calm bedroom", (), "ckpt.safetensors"), 0)
+    assert a.tobytes() != c.tobytes()
+    sketch = Image.new("L", (100, 100), 0)
+    sketch.paste(255, (10, 10, 90, 20))
+    with_sketch = render(RenderSpec(320, 200, 7, "x", (), "c", control=sketch, control_strength=1.0), 0)
+    assert with_sketch.tobytes() != render(RenderSpec(320, 200, 7, "x", (), "c"), 0).tobytes()
+    out = io.BytesIO()
+    with_sketch.save(out, "PNG")
+    assert out.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_catalogue_has_comfyuis_sampler_and_scheduler_lists() -> None:
+    assert len(SAMPLERS) == 42 and SAMPLERS[-1] == "uni_pc_bh2"
+    assert SCHEDULERS == ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                          "linear_quadratic", "kl_optimal"]  # fmt: skip
+    assert CATALOGUE["KSampler"].input_specs()["steps"] == ("INT", {"default": 20, "min": 1, "max": 10000,
+                                                                    "tooltip": "The number of steps used in the "
+                                                                               "denoising process."})  # fmt: skip
+    assert CATALOGUE["ControlNetApplyAdvanced"].output_names == ("positive", "negative")
