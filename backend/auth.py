@@ -70,8 +70,10 @@ async def lookup(session: AsyncSession, token: str) -> Designer | None:
 
 async def authenticate(request: Request, token: str | None) -> Principal:
     if not token:
-        raise Unauthorized("Send your designer token as 'Authorization: Bearer <token>'.",
-                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise Unauthorized(
+            "Send your designer token as 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     cache: TokenCache = request.app.state.token_cache
     token_hash = hash_token(token)
     hit = cache.get(token_hash)
@@ -82,8 +84,9 @@ async def authenticate(request: Request, token: str | None) -> Principal:
     async with session:
         designer = await lookup(session, token)
     if designer is None:
-        raise Unauthorized("This token is not valid (wrong, revoked or expired).",
-                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise Unauthorized(
+            "This token is not valid (wrong, revoked or expired).", headers={"WWW-Authenticate": "Bearer"}
+        )
     cache.put(token_hash, designer.id, designer.name)
     return Principal(designer.id, designer.name)
 

@@ -78,7 +78,9 @@ def describe_rejection(body: dict[str, Any]) -> str:
     head = error.get("message") if isinstance(error, dict) else str(error)
     if not parts and isinstance(error, dict) and error.get("details"):
         parts.append(str(error["details"]))
-    return f"ComfyUI rejected the graph: {head or 'invalid prompt'}" + (f" — {'; '.join(parts)}" if parts else "")
+    return f"ComfyUI rejected the graph: {head or 'invalid prompt'}" + (
+        f" — {'; '.join(parts)}" if parts else ""
+    )
 
 
 def execution_failure(entry: dict[str, Any]) -> ComfyExecutionFailed | None:
@@ -130,7 +132,9 @@ class ComfyClient:
         data: dict[str, Any] = r.json()
         return data
 
-    async def submit(self, graph: dict[str, Any], prompt_id: str, extra_data: dict[str, Any] | None = None) -> int:
+    async def submit(
+        self, graph: dict[str, Any], prompt_id: str, extra_data: dict[str, Any] | None = None
+    ) -> int:
         """Queue the graph under our prompt id; returns ComfyUI's queue number."""
         body = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         if extra_data:
@@ -163,7 +167,9 @@ class ComfyClient:
         return entry
 
     async def view(self, filename: str, subfolder: str, type_: str = "output") -> bytes:
-        r = await self._request("GET", "/view", params={"filename": filename, "subfolder": subfolder, "type": type_})
+        r = await self._request(
+            "GET", "/view", params={"filename": filename, "subfolder": subfolder, "type": type_}
+        )
         if r.status_code != 200:
             raise ComfyUnreachable(f"/view {subfolder}/{filename}: HTTP {r.status_code}")
         return r.content
@@ -172,7 +178,10 @@ class ComfyClient:
         """Upload to the input folder; returns the path LoadImage takes (`subfolder/name`)."""
         files = {"image": (name, data, "image/png")}
         r = await self._request(
-            "POST", "/upload/image", files=files, data={"subfolder": subfolder, "type": "input", "overwrite": "true"}
+            "POST",
+            "/upload/image",
+            files=files,
+            data={"subfolder": subfolder, "type": "input", "overwrite": "true"},
         )
         if r.status_code != 200:
             raise ComfyUnreachable(f"/upload/image: HTTP {r.status_code}")

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     controlnet_name: str = "control_v11p_sd15_scribble.safetensors"
     workflows_dir: Path = Field(Path(__file__).resolve().parent.parent / "mlserver" / "workflows")
     style_manifest: Path | None = Field(None, description="style manifest; default loras/styles.toml")
-    models_marker: Path | None = Field(None, description="model sync marker file checked by /readyz (unset: no check)")
+    models_marker: Path | None = Field(
+        None, description="model sync marker file checked by /readyz (unset: no check)"
+    )
 
     # --- dispatcher -------------------------------------------------------------------------------
     dispatcher_poll_s: float = Field(0.02, gt=0, description="how often an idle dispatcher looks for jobs")

@@ -55,9 +55,11 @@ class Dispatcher:
         self.sessionmaker = sessionmaker
         self.worker_id = worker_id or make_worker_id()
         self.ctx = JobContext(settings, sessionmaker, storage, manifest, self.worker_id)
-        self.executors: list[Executor] = list(executors) if executors is not None else [
-            ComfyExecutor(self.ctx, instance) for instance in settings.comfy_instances
-        ]  # fmt: skip
+        self.executors: list[Executor] = (
+            list(executors)
+            if executors is not None
+            else [ComfyExecutor(self.ctx, instance) for instance in settings.comfy_instances]
+        )
         self.stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -72,8 +74,12 @@ class Dispatcher:
         for ex in self.executors:
             await ex.start()
         keeper = asyncio.create_task(self._keep_holds(), name="holds")
-        logger.info("dispatcher %s started with %s", self.worker_id, ", ".join(e.name for e in self.executors),
-                    extra={"action": "dispatcher_started"})  # fmt: skip
+        logger.info(
+            "dispatcher %s started with %s",
+            self.worker_id,
+            ", ".join(e.name for e in self.executors),
+            extra={"action": "dispatcher_started"},
+        )
         try:
             await self._wait_for_executors(STARTUP_WAIT_S if until_idle else 0)
             await self._adopt()
@@ -114,11 +120,20 @@ class Dispatcher:
         claimed = False
         for ex in sorted(ready, key=lambda e: e.free_slots(), reverse=True):
             job = await self.ctx.transition(
-                job_queue.claim_next, worker_id=self.worker_id, kinds=sorted(ex.kinds), executor=ex.kind_name,
-                instance=ex.name, preferred_lora=ex.preferred_lora(),
-            )  # fmt: skip
+                job_queue.claim_next,
+                worker_id=self.worker_id,
+                kinds=sorted(ex.kinds),
+                executor=ex.kind_name,
+                instance=ex.name,
+                preferred_lora=ex.preferred_lora(),
+            )
             if job is not None:
-                logger.info("job %s claimed for %s", job.id, ex.name, extra={"action": "job_claimed", "job_id": job.id})
+                logger.info(
+                    "job %s claimed for %s",
+                    job.id,
+                    ex.name,
+                    extra={"action": "job_claimed", "job_id": job.id},
+                )
                 self._spawn(ex.run_job(job), job.id)
                 claimed = True
         return claimed
@@ -130,7 +145,8 @@ class Dispatcher:
 
     async def _wait_for_executors(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not all(ex.is_available for ex in self.executors):
+        # Availability is a property of each executor's socket loop; a short poll is the simplest wait.
+        while time.monotonic() < deadline and not all(ex.is_available for ex in self.executors):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
     # --- adoption and holds ------------------------------------------------------------------------
@@ -144,8 +160,13 @@ class Dispatcher:
         jobs = await self.ctx.transition(job_queue.adopt_stalled, self.worker_id, self.settings.stall_after_s)
         for job in jobs:
             ex = self._executor_for(job)
-            logger.warning("adopted job %s (was %s on %s)", job.id, job.executor, job.instance,
-                           extra={"action": "job_adopted", "job_id": job.id})  # fmt: skip
+            logger.warning(
+                "adopted job %s (was %s on %s)",
+                job.id,
+                job.executor,
+                job.instance,
+                extra={"action": "job_adopted", "job_id": job.id},
+            )
             if ex is None:
                 await self.ctx.held(job_queue.release, job.id, reason="its executor is not configured here")
                 continue
@@ -191,8 +212,9 @@ class Dispatcher:
 
 async def serve(settings: Settings) -> None:
     engine = make_engine(settings)
-    dispatcher = Dispatcher(settings, make_sessionmaker(engine), make_storage(settings),
-                            load_manifest(settings.style_manifest))  # fmt: skip
+    dispatcher = Dispatcher(
+        settings, make_sessionmaker(engine), make_storage(settings), load_manifest(settings.style_manifest)
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dispatcher.stop)

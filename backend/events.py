@@ -35,8 +35,13 @@ class Event:
     created_at: datetime
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "job_id": self.job_id, "type": self.type, "data": self.data,
-                "created_at": self.created_at.isoformat()}  # fmt: skip
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "type": self.type,
+            "data": self.data,
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 def to_event(row: JobEvent) -> Event:
@@ -100,12 +105,17 @@ class EventHub:
         since = utcnow() - timedelta(seconds=LOOKBACK_S)
         session = await read_session(self.sessionmaker)
         async with session:
-            rows = (await session.scalars(
-                select(JobEvent)
-                .where(JobEvent.job_id.in_(job_ids), or_(JobEvent.id > self._cursor, JobEvent.created_at > since))
-                .order_by(JobEvent.id)
-                .limit(BATCH)
-            )).all()  # fmt: skip
+            rows = (
+                await session.scalars(
+                    select(JobEvent)
+                    .where(
+                        JobEvent.job_id.in_(job_ids),
+                        or_(JobEvent.id > self._cursor, JobEvent.created_at > since),
+                    )
+                    .order_by(JobEvent.id)
+                    .limit(BATCH)
+                )
+            ).all()
         for row in rows:
             self._cursor = max(self._cursor, row.id)
             for queue in self._subscribers.get(row.job_id, ()):

@@ -1,4 +1,7 @@
-"""gunicorn settings, all from Settings: `gunicorn -c backend/gunicorn.conf.py 'backend.main:app_factory()'`."""
+"""gunicorn settings, all from Settings.
+
+`gunicorn -c backend/gunicorn.conf.py 'backend.main:app_factory()'`
+"""
 
 from backend.config import get_settings
 

@@ -43,10 +43,14 @@ def _open_checked(data: bytes, max_pixels: int) -> PILImage.Image:
         except UnidentifiedImageError as exc:
             raise ImageRejected("not_an_image", "the file is not a PNG, JPEG or WebP image") from exc
     if img.format not in ALLOWED_FORMATS:
-        raise ImageRejected("unsupported_image_format", f"{img.format} images are not accepted: use PNG, JPEG or WebP")
+        raise ImageRejected(
+            "unsupported_image_format", f"{img.format} images are not accepted: use PNG, JPEG or WebP"
+        )
     w, h = img.size
     if w * h > max_pixels:
-        raise ImageRejected("image_too_large", f"{w}x{h} is {w * h / 1e6:.0f} megapixels; the limit is {max_pixels / 1e6:.0f}")
+        raise ImageRejected(
+            "image_too_large", f"{w}x{h} is {w * h / 1e6:.0f} megapixels; the limit is {max_pixels / 1e6:.0f}"
+        )
     if w < 64 or h < 64:
         raise ImageRejected("image_too_small", f"{w}x{h} is too small: at least 64x64 pixels")
     try:

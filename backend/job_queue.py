@@ -170,9 +170,15 @@ async def mark_submitted(
 ) -> Job | None:
     now = utcnow()
     job = await _update_held(
-        session, job_id, worker_id, submitted_at=now, heartbeat_at=now, attempts=Job.attempts + 1,
-        graph=graph, external=external,
-    )  # fmt: skip
+        session,
+        job_id,
+        worker_id,
+        submitted_at=now,
+        heartbeat_at=now,
+        attempts=Job.attempts + 1,
+        graph=graph,
+        external=external,
+    )
     if job is not None:
         add_event(session, job_id, "submitted", {"status": "running", "attempt": job.attempts})
     return job
@@ -185,7 +191,9 @@ async def mark_started(session: AsyncSession, job_id: str, worker_id: str) -> bo
     return job is not None
 
 
-async def record_progress(session: AsyncSession, job_id: str, worker_id: str, value: int, maximum: int) -> bool:
+async def record_progress(
+    session: AsyncSession, job_id: str, worker_id: str, value: int, maximum: int
+) -> bool:
     job = await _update_held(
         session, job_id, worker_id, progress_value=value, progress_max=maximum, heartbeat_at=utcnow()
     )
@@ -226,9 +234,16 @@ async def finish(session: AsyncSession, job_id: str, worker_id: str, images: Seq
     """succeeded, with its images, in one transaction: never done without them."""
     now = utcnow()
     job = await _update_held(
-        session, job_id, worker_id, status=JobStatus.succeeded, finished_at=now, claimed_by=None,
-        progress_value=Job.progress_max, error_code=None, error_message=None,
-    )  # fmt: skip
+        session,
+        job_id,
+        worker_id,
+        status=JobStatus.succeeded,
+        finished_at=now,
+        claimed_by=None,
+        progress_value=Job.progress_max,
+        error_code=None,
+        error_message=None,
+    )
     if job is None:
         return None
     for image in images:
@@ -237,16 +252,25 @@ async def finish(session: AsyncSession, job_id: str, worker_id: str, images: Seq
         session,
         job_id,
         "succeeded",
-        {"status": "succeeded", "images": [{"id": i.id, "width": i.width, "height": i.height} for i in images]},
+        {
+            "status": "succeeded",
+            "images": [{"id": i.id, "width": i.width, "height": i.height} for i in images],
+        },
     )
     return job
 
 
 async def fail(session: AsyncSession, job_id: str, worker_id: str, code: str, message: str) -> Job | None:
     job = await _update_held(
-        session, job_id, worker_id, status=JobStatus.failed, finished_at=utcnow(), claimed_by=None,
-        error_code=code, error_message=message[:4000],
-    )  # fmt: skip
+        session,
+        job_id,
+        worker_id,
+        status=JobStatus.failed,
+        finished_at=utcnow(),
+        claimed_by=None,
+        error_code=code,
+        error_message=message[:4000],
+    )
     if job is not None:
         add_event(session, job_id, "failed", {"status": "failed", "code": code, "message": message[:4000]})
     return job
@@ -267,10 +291,17 @@ async def release(
     """Back to the queue (the prompt is known not to be in ComfyUI), after an optional back-off."""
     now = utcnow()
     job = await _update_held(
-        session, job_id, worker_id, status=JobStatus.queued, claimed_by=None, heartbeat_at=None,
-        instance=None, not_before=now + timedelta(seconds=delay_s) if delay_s else None,
-        progress_value=0, progress_max=0,
-    )  # fmt: skip
+        session,
+        job_id,
+        worker_id,
+        status=JobStatus.queued,
+        claimed_by=None,
+        heartbeat_at=None,
+        instance=None,
+        not_before=now + timedelta(seconds=delay_s) if delay_s else None,
+        progress_value=0,
+        progress_max=0,
+    )
     if job is not None:
         add_event(session, job_id, "requeued", {"status": "queued", "reason": reason})
     return job
@@ -316,7 +347,9 @@ async def request_cancel(session: AsyncSession, job: Job) -> Job:
     return job
 
 
-async def adopt_stalled(session: AsyncSession, worker_id: str, stall_after_s: float, limit: int = 50) -> list[Job]:
+async def adopt_stalled(
+    session: AsyncSession, worker_id: str, stall_after_s: float, limit: int = 50
+) -> list[Job]:
     """Take over running jobs whose dispatcher stopped heartbeating (crashed or cut off)."""
     now = utcnow()
     stale = now - timedelta(seconds=stall_after_s)

@@ -45,8 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.http.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="Interior Studio API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  redirect_slashes=False)  # fmt: skip
+    app = FastAPI(
+        title="Interior Studio API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
     install_error_handlers(app)
     for module in (jobs, images, events, styles, health):
         app.include_router(module.router)

@@ -43,16 +43,29 @@ async def render_metrics(sessionmaker: SessionMaker) -> bytes:
     since = utcnow() - WINDOW
     async with session:
         by_state = dict((await session.execute(select(Job.status, func.count()).group_by(Job.status))).all())
-        depth = dict((await session.execute(
-            select(Job.kind, func.count()).where(Job.status == JobStatus.queued).group_by(Job.kind)
-        )).all())  # fmt: skip
-        errors = dict((await session.execute(
-            select(Job.error_code, func.count()).where(Job.error_code.like("comfy_%")).group_by(Job.error_code)
-        )).all())  # fmt: skip
-        recent = (await session.execute(
-            select(Job.created_at, Job.started_at, Job.submitted_at, Job.finished_at, Job.params)
-            .where(Job.status == JobStatus.succeeded, Job.finished_at > since)
-        )).all()  # fmt: skip
+        depth = dict(
+            (
+                await session.execute(
+                    select(Job.kind, func.count()).where(Job.status == JobStatus.queued).group_by(Job.kind)
+                )
+            ).all()
+        )
+        errors = dict(
+            (
+                await session.execute(
+                    select(Job.error_code, func.count())
+                    .where(Job.error_code.like("comfy_%"))
+                    .group_by(Job.error_code)
+                )
+            ).all()
+        )
+        recent = (
+            await session.execute(
+                select(Job.created_at, Job.started_at, Job.submitted_at, Job.finished_at, Job.params).where(
+                    Job.status == JobStatus.succeeded, Job.finished_at > since
+                )
+            )
+        ).all()
 
     states = GaugeMetricFamily("studio_jobs", "Jobs by state", labels=["state"])
     for state in JobStatus:
@@ -60,20 +73,36 @@ async def render_metrics(sessionmaker: SessionMaker) -> bytes:
     queue = GaugeMetricFamily("studio_queue_depth", "Queued jobs by kind", labels=["kind"])
     for kind in ("text", "sketch"):
         queue.add_metric([kind], float(depth.get(kind, 0)))
-    comfy = CounterMetricFamily("studio_comfyui_errors", "Jobs failed by ComfyUI, by error code", labels=["code"])
+    comfy = CounterMetricFamily(
+        "studio_comfyui_errors", "Jobs failed by ComfyUI, by error code", labels=["code"]
+    )
     for code, n in errors.items():
-        comfy.add_metric([code], float(n))
+        comfy.add_metric([str(code)], float(n))
     latency = [(r.finished_at - r.created_at).total_seconds() for r in recent]
     steps = [
         (r.finished_at - r.submitted_at).total_seconds() / max(1, int(r.params.get("steps", 1)))
-        for r in recent if r.submitted_at is not None
-    ]  # fmt: skip
+        for r in recent
+        if r.submitted_at is not None
+    ]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot([
-        states, queue, comfy,
-        _summary("studio_job_latency_seconds", "Request to stored images, succeeded jobs of the last hour", latency),
-        _summary("studio_step_latency_seconds", "Render time per sampler step, last hour", steps),
-        GaugeMetricFamily("studio_job_latency_mean_seconds", "Mean job latency, last hour",
-                          value=statistics.fmean(latency) if latency else 0.0),
-    ]))  # fmt: skip
+    registry.register(
+        _Snapshot(
+            [
+                states,
+                queue,
+                comfy,
+                _summary(
+                    "studio_job_latency_seconds",
+                    "Request to stored images, succeeded jobs of the last hour",
+                    latency,
+                ),
+                _summary("studio_step_latency_seconds", "Render time per sampler step, last hour", steps),
+                GaugeMetricFamily(
+                    "studio_job_latency_mean_seconds",
+                    "Mean job latency, last hour",
+                    value=statistics.fmean(latency) if latency else 0.0,
+                ),
+            ]
+        )
+    )
     return generate_latest(registry)

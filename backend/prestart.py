@@ -57,7 +57,9 @@ def prestart(settings: Settings) -> None:
     upgrade(settings)
     if settings.demo_designer_token:
         if asyncio.run(ensure_designer(settings, settings.demo_designer_name, settings.demo_designer_token)):
-            logger.info("demo designer %r ready (token from DEMO_DESIGNER_TOKEN)", settings.demo_designer_name)
+            logger.info(
+                "demo designer %r ready (token from DEMO_DESIGNER_TOKEN)", settings.demo_designer_name
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,9 +132,13 @@ class S3Storage:
 
         try:
             await asyncio.to_thread(
-                self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data,
-                ContentType=content_type, ServerSideEncryption="AES256",
-            )  # fmt: skip
+                self.client.put_object,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type,
+                ServerSideEncryption="AES256",
+            )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot write s3://{self.bucket}/{self._key(key)}: {exc}") from exc
 

@@ -27,7 +27,9 @@ def job_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def sketch_png(width: int = 640, height: int = 480, dark_on_light: bool = True, fmt: str = "PNG", **save: Any) -> bytes:
+def sketch_png(
+    width: int = 640, height: int = 480, dark_on_light: bool = True, fmt: str = "PNG", **save: Any
+) -> bytes:
     """A hand-drawn-looking room sketch: lines of a floor, walls, a window and a sofa."""
     bg, ink = ((255, 255, 255), (20, 20, 20)) if dark_on_light else ((0, 0, 0), (240, 240, 240))
     img = Image.new("RGB", (width, height), bg)

@@ -17,20 +17,38 @@ from backend.schemas import ErrorInfo, ImageOut, JobOut, Progress
 
 def image_out(image: Image) -> ImageOut:
     return ImageOut(
-        id=image.id, index=image.index, width=image.width, height=image.height, seed=image.seed,
-        size_bytes=image.size_bytes, url=f"/api/images/{image.id}", thumbnail_url=f"/api/images/{image.id}/thumbnail",
-    )  # fmt: skip
+        id=image.id,
+        index=image.index,
+        width=image.width,
+        height=image.height,
+        seed=image.seed,
+        size_bytes=image.size_bytes,
+        url=f"/api/images/{image.id}",
+        thumbnail_url=f"/api/images/{image.id}/thumbnail",
+    )
 
 
 def job_out(job: Job, queue_position: int | None = None) -> JobOut:
     error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return JobOut(
-        id=job.id, status=job.status, kind=job.kind, style=job.style, params=job.params, seed=job.seed,  # type: ignore[arg-type]
-        queue_position=queue_position, progress=Progress(value=job.progress_value, max=job.progress_max),
-        error=error, images=[image_out(i) for i in job.images], attempts=job.attempts, retry_of=job.retry_of,
-        cancel_requested=job.cancel_requested, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at, events_url=f"/api/jobs/{job.id}/events",
-    )  # fmt: skip
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        kind=job.kind,
+        style=job.style,
+        params=job.params,
+        seed=job.seed,  # type: ignore[arg-type]
+        queue_position=queue_position,
+        progress=Progress(value=job.progress_value, max=job.progress_max),
+        error=error,
+        images=[image_out(i) for i in job.images],
+        attempts=job.attempts,
+        retry_of=job.retry_of,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        events_url=f"/api/jobs/{job.id}/events",
+    )
 
 
 async def job_view(session: AsyncSession, job: Job) -> JobOut:
@@ -50,5 +68,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         stamp, job_id = raw.split("|", 1)
         return datetime.fromisoformat(stamp), job_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor is not one this API returned",
-                           details=[{"field": "cursor", "message": "invalid cursor"}], code="invalid_cursor") from None
+        raise InvalidInput(
+            "cursor is not one this API returned",
+            details=[{"field": "cursor", "message": "invalid cursor"}],
+            code="invalid_cursor",
+        ) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
@@ -37,7 +37,7 @@ async def _position(request_app: Any, designer: Principal, job_id: str) -> tuple
         return job.status, await job_queue.queue_position(session, job)
 
 
-async def stream(app: Any, designer: Principal, job_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+async def stream(app: Any, designer: Principal, job_id: str, after: int) -> AsyncGenerator[dict[str, Any]]:
     """The job's events as JSON objects: replay, then live; ends after the final event."""
     hub: EventHub = app.state.event_hub
     status, position = await _position(app, designer, job_id)  # 404 before anything is sent
@@ -57,18 +57,18 @@ async def stream(app: Any, designer: Principal, job_id: str, after: int) -> Asyn
                 last_position = position
                 yield {"type": "position", "job_id": job_id, "data": {"position": position}}
             try:
-                event: Event = await asyncio.wait_for(queue.get(), POSITION_EVERY_S)
+                live: Event = await asyncio.wait_for(queue.get(), POSITION_EVERY_S)
             except TimeoutError:
                 status, position = await _position(app, designer, job_id)
                 continue
-            if event.id in sent or event.id <= after:
+            if live.id in sent or live.id <= after:
                 continue
-            sent.add(event.id)
-            yield event.as_json()
-            if event.type in FINAL_EVENTS:
+            sent.add(live.id)
+            yield live.as_json()
+            if live.type in FINAL_EVENTS:
                 return
-            if event.type != "progress":
-                position = None if event.data.get("status") != "queued" else position
+            if live.type != "progress":
+                position = None if live.data.get("status") != "queued" else position
     finally:
         hub.unsubscribe(job_id, queue)
 
@@ -81,9 +81,11 @@ def _token(authorization: str | None, access_token: str | None) -> str | None:
 
 @router.websocket("/jobs/{job_id}/events")
 async def events_ws(
-    websocket: WebSocket, job_id: str,
-    after: Annotated[int, Query(ge=0)] = 0, access_token: Annotated[str | None, Query()] = None,
-) -> None:  # fmt: skip
+    websocket: WebSocket,
+    job_id: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+    access_token: Annotated[str | None, Query()] = None,
+) -> None:
     """JSON text frames `{id, job_id, type, data, created_at}`; closes (1000) after the final event."""
     try:
         designer = await authenticate(websocket, _token(websocket.headers.get("authorization"), access_token))  # type: ignore[arg-type]
@@ -112,14 +114,20 @@ def _sse(message: dict[str, Any]) -> str:
     return f"{head}event: {message['type']}\ndata: {json.dumps(message)}\n\n"
 
 
-@router.get("/jobs/{job_id}/events", summary="A job's events (Server-Sent Events)",
-            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})  # fmt: skip
+@router.get(
+    "/jobs/{job_id}/events",
+    summary="A job's events (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def events_sse(
-    job_id: str, request: Request,
-    after: Annotated[int, Query(ge=0)] = 0, access_token: Annotated[str | None, Query()] = None,
+    job_id: str,
+    request: Request,
+    after: Annotated[int, Query(ge=0)] = 0,
+    access_token: Annotated[str | None, Query()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
     authorization: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:  # fmt: skip
+) -> StreamingResponse:
     """`text/event-stream`: replay, then live events, each with its `id:` for Last-Event-ID resumption."""
     designer = await authenticate(request, _token(authorization, access_token))
     if last_event_id and last_event_id.isdigit():
@@ -150,5 +158,8 @@ async def events_sse(
                     await pending
             await iterator.aclose()
 
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -47,7 +47,7 @@ async def _check_comfy(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
 
 
 def _check_models(marker: Path | None) -> dict[str, Any]:
-    """The ML host's model sync writes a marker once every model is verified (deployments set MODELS_MARKER)."""
+    """Model sync writes a marker once every model is verified (deployments set MODELS_MARKER)."""
     if marker is None:
         return {"ok": True, "checked": False}
     try:

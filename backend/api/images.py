@@ -26,18 +26,27 @@ router = APIRouter(prefix="/api", tags=["images"])
 ACCEPTED_TYPES = {"image/png", "image/jpeg", "image/webp"}
 READ_CHUNK = 1 << 20
 REJECTION_ERRORS: dict[str, type[AppError]] = {
-    "image_too_large": TooLarge, "not_an_image": UnsupportedMedia, "unsupported_image_format": UnsupportedMedia,
-}  # fmt: skip
-ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "missing or invalid token"},
-                                           404: {"description": "no such item for this designer"}}  # fmt: skip
+    "image_too_large": TooLarge,
+    "not_an_image": UnsupportedMedia,
+    "unsupported_image_format": UnsupportedMedia,
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid token"},
+    404: {"description": "no such item for this designer"},
+}
 
 
 def upload_out(upload: Upload) -> UploadOut:
     return UploadOut(
-        id=upload.id, width=upload.width, height=upload.height, size_bytes=upload.size_bytes,
-        dark_lines=upload.dark_lines, created_at=upload.created_at, url=f"/api/uploads/{upload.id}/image",
+        id=upload.id,
+        width=upload.width,
+        height=upload.height,
+        size_bytes=upload.size_bytes,
+        dark_lines=upload.dark_lines,
+        created_at=upload.created_at,
+        url=f"/api/uploads/{upload.id}/image",
         preview_url=f"/api/uploads/{upload.id}/preview",
-    )  # fmt: skip
+    )
 
 
 async def _read_limited(file: UploadFile, limit: int) -> bytes:
@@ -53,28 +62,50 @@ async def _read_limited(file: UploadFile, limit: int) -> bytes:
 async def _check_upload_quota(session: SessionDep, designer: Principal, per_hour: int) -> None:
     since = utcnow() - timedelta(hours=1)
     count = await session.scalar(
-        select(func.count()).select_from(Upload).where(Upload.designer_id == designer.id, Upload.created_at > since)
+        select(func.count())
+        .select_from(Upload)
+        .where(Upload.designer_id == designer.id, Upload.created_at > since)
     )
     if int(count or 0) >= per_hour:
-        raise RateLimited(f"At most {per_hour} uploads an hour; try again later.",
-                          headers={"Retry-After": "600"}, code="upload_quota_exceeded")  # fmt: skip
+        raise RateLimited(
+            f"At most {per_hour} uploads an hour; try again later.",
+            headers={"Retry-After": "600"},
+            code="upload_quota_exceeded",
+        )
 
 
-@router.post("/uploads", status_code=201, response_model=UploadOut, summary="Upload a sketch",
-             responses={**ERRORS, 413: {"description": "too large"}, 415: {"description": "not PNG/JPEG/WebP"},
-                        422: {"description": "corrupt or unusable image"}, 429: {"description": "upload quota"}})  # fmt: skip
-async def create_upload(file: UploadFile, request: Request, session: SessionDep, designer: CurrentDesigner) -> UploadOut:
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadOut,
+    summary="Upload a sketch",
+    responses={
+        **ERRORS,
+        413: {"description": "too large"},
+        415: {"description": "not PNG/JPEG/WebP"},
+        422: {"description": "corrupt or unusable image"},
+        429: {"description": "upload quota"},
+    },
+)
+async def create_upload(
+    file: UploadFile, request: Request, session: SessionDep, designer: CurrentDesigner
+) -> UploadOut:
     """A sketch (PNG, JPEG or WebP): EXIF orientation applied, flattened to greyscale, re-encoded as PNG."""
     settings = request.app.state.settings
     if (file.content_type or "").split(";")[0].strip().lower() not in ACCEPTED_TYPES:
-        raise UnsupportedMedia(f"Content type {file.content_type!r} is not accepted: send PNG, JPEG or WebP.",
-                               code="unsupported_media_type")  # fmt: skip
+        raise UnsupportedMedia(
+            f"Content type {file.content_type!r} is not accepted: send PNG, JPEG or WebP.",
+            code="unsupported_media_type",
+        )
     data = await _read_limited(file, settings.upload_max_bytes)
     if not data:
-        raise InvalidInput("The file is empty.", code="empty_upload", details=[{"field": "file", "message": "empty"}])
+        raise InvalidInput(
+            "The file is empty.", code="empty_upload", details=[{"field": "file", "message": "empty"}]
+        )
     try:
-        sketch = await asyncio.to_thread(process_sketch, data, max_pixels=settings.upload_max_pixels,
-                                         max_side=settings.upload_max_side)  # fmt: skip
+        sketch = await asyncio.to_thread(
+            process_sketch, data, max_pixels=settings.upload_max_pixels, max_side=settings.upload_max_side
+        )
     except ImageRejected as exc:
         cls = REJECTION_ERRORS.get(exc.code, InvalidInput)
         raise cls(str(exc), code=exc.code, details=[{"field": "file", "message": str(exc)}]) from exc
@@ -82,14 +113,22 @@ async def create_upload(file: UploadFile, request: Request, session: SessionDep,
     storage: Storage = request.app.state.storage
     await storage.save(key, sketch.png, "image/png")
     async with session.begin():
-        existing = await session.scalar(select(Upload).where(Upload.designer_id == designer.id, Upload.sha256 == digest))
+        existing = await session.scalar(
+            select(Upload).where(Upload.designer_id == designer.id, Upload.sha256 == digest)
+        )
         if existing is not None:
             return upload_out(existing)
         await _check_upload_quota(session, designer, settings.max_uploads_per_hour)
         upload = Upload(
-            designer_id=designer.id, sha256=digest, storage_key=key, original_name=(file.filename or "")[:200],
-            width=sketch.width, height=sketch.height, size_bytes=len(sketch.png), dark_lines=sketch.dark_lines,
-        )  # fmt: skip
+            designer_id=designer.id,
+            sha256=digest,
+            storage_key=key,
+            original_name=(file.filename or "")[:200],
+            width=sketch.width,
+            height=sketch.height,
+            size_bytes=len(sketch.png),
+            dark_lines=sketch.dark_lines,
+        )
         session.add(upload)
     return upload_out(upload)
 
@@ -106,24 +145,38 @@ async def read_upload(upload_id: str, session: ReadSessionDep, designer: Current
     return upload_out(await _own_upload(session, designer, upload_id))
 
 
-@router.get("/uploads/{upload_id}/image", responses=ERRORS, summary="The stored sketch (PNG)",
-            response_class=Response)  # fmt: skip
-async def upload_image(upload_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> Response:
+@router.get(
+    "/uploads/{upload_id}/image", responses=ERRORS, summary="The stored sketch (PNG)", response_class=Response
+)
+async def upload_image(
+    upload_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner
+) -> Response:
     upload = await _own_upload(session, designer, upload_id)
-    return await _serve(request.app.state.storage, upload.storage_key, f"sketch-{upload.id}.png", "image/png", False)
+    return await _serve(
+        request.app.state.storage, upload.storage_key, f"sketch-{upload.id}.png", "image/png", False
+    )
 
 
-@router.get("/uploads/{upload_id}/preview", responses=ERRORS, response_class=Response,
-            summary="The sketch as ControlNet gets it")  # fmt: skip
+@router.get(
+    "/uploads/{upload_id}/preview",
+    responses=ERRORS,
+    response_class=Response,
+    summary="The sketch as ControlNet gets it",
+)
 async def upload_preview(
-    upload_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner,
+    upload_id: str,
+    request: Request,
+    session: ReadSessionDep,
+    designer: CurrentDesigner,
     width: Annotated[int, Query(ge=256, le=1024, multiple_of=8)] = 768,
     height: Annotated[int, Query(ge=256, le=1024, multiple_of=8)] = 512,
-) -> Response:  # fmt: skip
+) -> Response:
     """Inverted when it is dark lines on light paper, centre-cropped and scaled to the render size."""
     upload = await _own_upload(session, designer, upload_id)
     png = await request.app.state.storage.load(upload.storage_key)
-    preview = await asyncio.to_thread(control_preview, png, width=width, height=height, invert=upload.dark_lines)
+    preview = await asyncio.to_thread(
+        control_preview, png, width=width, height=height, invert=upload.dark_lines
+    )
     return Response(preview, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -141,30 +194,59 @@ async def _serve(storage: Storage, key: str, filename: str, media_type: str, dow
     if not path.is_file():
         raise NotFound("The file is missing from storage.", code="file_missing")
     disposition = "attachment" if download else "inline"
-    return FileResponse(path, media_type=media_type, filename=filename, content_disposition_type=disposition,
-                        headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=filename,
+        content_disposition_type=disposition,
+        headers={"Cache-Control": "private, max-age=86400"},
+    )
 
 
-@router.get("/images/{image_id}", responses={**ERRORS, 307: {"description": "S3: presigned URL"}},
-            response_class=Response, summary="A render, full size (PNG)")  # fmt: skip
+@router.get(
+    "/images/{image_id}",
+    responses={**ERRORS, 307: {"description": "S3: presigned URL"}},
+    response_class=Response,
+    summary="A render, full size (PNG)",
+)
 async def read_image(
-    image_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner,
+    image_id: str,
+    request: Request,
+    session: ReadSessionDep,
+    designer: CurrentDesigner,
     download: Annotated[bool, Query(description="as an attachment")] = False,
-) -> Response:  # fmt: skip
+) -> Response:
     image = await _own_image(session, designer, image_id)
     name = f"render-{image.job_id[:8]}-{image.index + 1}-seed{image.seed}.png"
     return await _serve(request.app.state.storage, image.storage_key, name, "image/png", download)
 
 
-@router.get("/images/{image_id}/thumbnail", responses={**ERRORS, 307: {"description": "S3: presigned URL"}},
-            response_class=Response, summary="A render's thumbnail (JPEG)")  # fmt: skip
-async def read_thumbnail(image_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> Response:
+@router.get(
+    "/images/{image_id}/thumbnail",
+    responses={**ERRORS, 307: {"description": "S3: presigned URL"}},
+    response_class=Response,
+    summary="A render's thumbnail (JPEG)",
+)
+async def read_thumbnail(
+    image_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner
+) -> Response:
     image = await _own_image(session, designer, image_id)
-    return await _serve(request.app.state.storage, image.thumb_key, f"thumb-{image.id}.jpg", "image/jpeg", False)
+    return await _serve(
+        request.app.state.storage, image.thumb_key, f"thumb-{image.id}.jpg", "image/jpeg", False
+    )
 
 
 @router.get("/images/{image_id}/meta", responses=ERRORS, summary="Everything needed to redo the render")
-async def read_image_meta(image_id: str, session: ReadSessionDep, designer: CurrentDesigner) -> dict[str, Any]:
+async def read_image_meta(
+    image_id: str, session: ReadSessionDep, designer: CurrentDesigner
+) -> dict[str, Any]:
     image = await _own_image(session, designer, image_id)
-    return {"id": image.id, "job_id": image.job_id, "sha256": image.sha256, "width": image.width,
-            "height": image.height, "render_s": image.render_s, **image.meta}  # fmt: skip
+    return {
+        "id": image.id,
+        "job_id": image.job_id,
+        "sha256": image.sha256,
+        "width": image.width,
+        "height": image.height,
+        "render_s": image.render_s,
+        **image.meta,
+    }

@@ -26,7 +26,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "invalid request (details per field)"},
     429: {"description": "too many active jobs (Retry-After)"},
 }
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")
+]
 
 
 async def get_job(session: AsyncSession, designer: Principal, job_id: str) -> Job:
@@ -40,42 +42,65 @@ async def get_job(session: AsyncSession, designer: Principal, job_id: str) -> Jo
 def _check_style(manifest: Manifest, style: str) -> None:
     if style not in manifest.styles:
         names = ", ".join(manifest.ids)
-        raise InvalidInput(f"style must be one of {names}", code="invalid_style",
-                           details=[{"field": "style", "message": f"unknown style {style!r}"}])  # fmt: skip
+        raise InvalidInput(
+            f"style must be one of {names}",
+            code="invalid_style",
+            details=[{"field": "style", "message": f"unknown style {style!r}"}],
+        )
 
 
 async def _new_job(
-    request: Request, session: SessionDep, designer: Principal, params: dict[str, Any],
-    *, idempotency_key: str | None = None, retry_of: str | None = None,
-) -> Job:  # fmt: skip
+    request: Request,
+    session: SessionDep,
+    designer: Principal,
+    params: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    retry_of: str | None = None,
+) -> Job:
     settings = request.app.state.settings
     _check_style(request.app.state.manifest, params["style"])
     if await job_queue.active_jobs(session, designer.id) >= settings.max_active_jobs_per_designer:
         raise RateLimited(
             f"You already have {settings.max_active_jobs_per_designer} renders queued or running; "
-            "wait for some to finish.", headers={"Retry-After": "10"}, code="too_many_active_jobs",
-        )  # fmt: skip
+            "wait for some to finish.",
+            headers={"Retry-After": "10"},
+            code="too_many_active_jobs",
+        )
     upload_id = params.get("upload_id")
     if upload_id:
         upload = await session.get(Upload, upload_id)
         if upload is None or upload.designer_id != designer.id:
-            raise InvalidInput("upload_id does not name one of your uploads", code="unknown_upload",
-                               details=[{"field": "upload_id", "message": "no such upload"}])  # fmt: skip
+            raise InvalidInput(
+                "upload_id does not name one of your uploads",
+                code="unknown_upload",
+                details=[{"field": "upload_id", "message": "no such upload"}],
+            )
     seed = params["seed"] if params.get("seed") is not None else secrets.randbelow(MAX_SEED + 1)
     stored = {**params, "seed": seed}
     job = Job(
-        designer_id=designer.id, kind=params["kind"], style=params["style"], seed=seed, params=stored,
-        params_hash=job_queue.params_hash(params), lora_name=request.app.state.manifest.get(params["style"]).lora_file,
-        upload_id=upload_id, idempotency_key=idempotency_key, retry_of=retry_of,
-    )  # fmt: skip
+        designer_id=designer.id,
+        kind=params["kind"],
+        style=params["style"],
+        seed=seed,
+        params=stored,
+        params_hash=job_queue.params_hash(params),
+        lora_name=request.app.state.manifest.get(params["style"]).lora_file,
+        upload_id=upload_id,
+        idempotency_key=idempotency_key,
+        retry_of=retry_of,
+    )
     return await job_queue.enqueue(session, job)
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut, responses=ERRORS, summary="Start a render")
 async def create_job(
-    body: JobCreate, request: Request, session: SessionDep, designer: CurrentDesigner,
+    body: JobCreate,
+    request: Request,
+    session: SessionDep,
+    designer: CurrentDesigner,
     idempotency_key: IdempotencyKey = None,
-) -> JobOut:  # fmt: skip
+) -> JobOut:
     """Queue a text-to-image or sketch-to-image render. With `Idempotency-Key`, a retried POST returns
     the job the first one created (and a different body with the same key is a 409)."""
     params = body.model_dump()
@@ -102,24 +127,31 @@ async def _by_idempotency_key(
 ) -> JobOut | None:
     """The job an earlier POST with this key created, as the API shows it; 409 if the body differs."""
     async with session.begin():
-        job = await session.scalar(select(Job).where(Job.designer_id == designer.id, Job.idempotency_key == key))
+        job = await session.scalar(
+            select(Job).where(Job.designer_id == designer.id, Job.idempotency_key == key)
+        )
         if job is None:
             return None
         if job.params_hash != job_queue.params_hash(params):
-            raise Conflict("This Idempotency-Key was already used with a different request.",
-                           code="idempotency_key_reused")  # fmt: skip
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request.",
+                code="idempotency_key_reused",
+            )
         return await job_view(session, job)
 
 
 @router.get("/jobs", response_model=JobPage, responses=ERRORS, summary="The designer's jobs, newest first")
 async def list_jobs(
-    session: ReadSessionDep, designer: CurrentDesigner,
-    status: Annotated[list[Literal["queued", "running", "succeeded", "failed", "cancelled"]] | None, Query()] = None,
+    session: ReadSessionDep,
+    designer: CurrentDesigner,
+    status: Annotated[
+        list[Literal["queued", "running", "succeeded", "failed", "cancelled"]] | None, Query()
+    ] = None,
     style: Annotated[str | None, Query(max_length=32)] = None,
     kind: Annotated[Literal["text", "sketch"] | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> JobPage:  # fmt: skip
+) -> JobPage:
     query = select(Job).where(Job.designer_id == designer.id)
     if status:
         query = query.where(Job.status.in_(status))
@@ -130,7 +162,9 @@ async def list_jobs(
     if cursor:
         created_at, job_id = decode_cursor(cursor)
         query = query.where(tuple_(Job.created_at, Job.id) < (created_at, job_id))
-    jobs = list((await session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all())
+    jobs = list(
+        (await session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all()
+    )
     more = len(jobs) > limit
     jobs = jobs[:limit]
     items = [await job_view(session, j) for j in jobs]
@@ -142,8 +176,12 @@ async def read_job(job_id: str, session: ReadSessionDep, designer: CurrentDesign
     return await job_view(session, await get_job(session, designer, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses={**ERRORS, 409: {"description": "already ended"}},
-             summary="Cancel a job")  # fmt: skip
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses={**ERRORS, 409: {"description": "already ended"}},
+    summary="Cancel a job",
+)
 async def cancel_job(job_id: str, session: SessionDep, designer: CurrentDesigner) -> JobOut:
     """Queued: cancelled at once. Running: interrupted in ComfyUI (status turns `cancelled` shortly)."""
     async with session.begin():
@@ -158,10 +196,19 @@ async def cancel_job(job_id: str, session: SessionDep, designer: CurrentDesigner
         return await job_view(session, job)
 
 
-@router.post("/jobs/{job_id}/retry", status_code=201, response_model=JobOut, responses=ERRORS,
-             summary="Render again with the same settings")  # fmt: skip
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=201,
+    response_model=JobOut,
+    responses=ERRORS,
+    summary="Render again with the same settings",
+)
 async def retry_job(
-    job_id: str, request: Request, session: SessionDep, designer: CurrentDesigner, body: RetryRequest | None = None
+    job_id: str,
+    request: Request,
+    session: SessionDep,
+    designer: CurrentDesigner,
+    body: RetryRequest | None = None,
 ) -> JobOut:
     """A new job with the same parameters (and seed, unless `new_seed`)."""
     async with session.begin():

@@ -20,16 +20,26 @@ async def list_styles(request: Request, _designer: CurrentDesigner) -> list[Styl
     manifest: Manifest = request.app.state.manifest
     return [
         StyleOut(
-            id=s.id, name=s.display_name, description=s.description, trigger_words=list(s.trigger_words),
-            strength_model=s.strength_model, strength_clip=s.strength_clip, has_lora=s.has_lora,
-            version=s.version, preview_url=f"/api/styles/{s.id}/preview",
-        )  # fmt: skip
+            id=s.id,
+            name=s.display_name,
+            description=s.description,
+            trigger_words=list(s.trigger_words),
+            strength_model=s.strength_model,
+            strength_clip=s.strength_clip,
+            has_lora=s.has_lora,
+            version=s.version,
+            preview_url=f"/api/styles/{s.id}/preview",
+        )
         for s in manifest.styles.values()
     ]
 
 
-@router.get("/styles/{style_id}/preview", response_class=FileResponse, summary="A style's preview image",
-            responses={404: {"description": "no such style or no preview"}})  # fmt: skip
+@router.get(
+    "/styles/{style_id}/preview",
+    response_class=FileResponse,
+    summary="A style's preview image",
+    responses={404: {"description": "no such style or no preview"}},
+)
 async def style_preview(style_id: str, request: Request, _designer: CurrentDesigner) -> FileResponse:
     manifest: Manifest = request.app.state.manifest
     if style_id not in manifest.styles:
@@ -43,6 +53,8 @@ async def style_preview(style_id: str, request: Request, _designer: CurrentDesig
 @router.get("/me", response_model=DesignerOut, summary="Who the token belongs to, and their limits")
 async def me(request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> DesignerOut:
     return DesignerOut(
-        id=designer.id, name=designer.name, active_jobs=await job_queue.active_jobs(session, designer.id),
+        id=designer.id,
+        name=designer.name,
+        active_jobs=await job_queue.active_jobs(session, designer.id),
         max_active_jobs=request.app.state.settings.max_active_jobs_per_designer,
-    )  # fmt: skip
+    )

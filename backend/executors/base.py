@@ -72,7 +72,12 @@ class RenderOutput:
 
 class JobContext:
     def __init__(
-        self, settings: Settings, sessionmaker: SessionMaker, storage: Storage, manifest: Manifest, worker_id: str
+        self,
+        settings: Settings,
+        sessionmaker: SessionMaker,
+        storage: Storage,
+        manifest: Manifest,
+        worker_id: str,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
@@ -99,9 +104,12 @@ class JobContext:
     def graph_for(self, job: Job, sketch_name: str | None = None, dark_lines: bool = True) -> dict[str, Any]:
         inputs = GraphInputs(job.kind, dict(job.params), job.seed, job.id, sketch_name, dark_lines)
         return build_graph(
-            inputs, self.manifest, self.settings.workflows_dir,
-            checkpoint=self.settings.checkpoint_name, controlnet=self.settings.controlnet_name,
-        )  # fmt: skip
+            inputs,
+            self.manifest,
+            self.settings.workflows_dir,
+            checkpoint=self.settings.checkpoint_name,
+            controlnet=self.settings.controlnet_name,
+        )
 
     def render_meta(self, job: Job) -> dict[str, Any]:
         """Everything needed to redo a render exactly: settings, seed, models with their hashes."""
@@ -145,23 +153,39 @@ class JobContext:
             await self._save_with_retry(thumb_key, info.thumbnail_jpeg, "image/jpeg")
             images.append(
                 Image(
-                    id=new_id(), job_id=job.id, designer_id=job.designer_id, index=out.index, storage_key=key,
-                    thumb_key=thumb_key, sha256=digest, width=info.width, height=info.height,
-                    size_bytes=len(out.png), seed=job.seed, meta=meta, render_s=render_s,
-                )  # fmt: skip
+                    id=new_id(),
+                    job_id=job.id,
+                    designer_id=job.designer_id,
+                    index=out.index,
+                    storage_key=key,
+                    thumb_key=thumb_key,
+                    sha256=digest,
+                    width=info.width,
+                    height=info.height,
+                    size_bytes=len(out.png),
+                    seed=job.seed,
+                    meta=meta,
+                    render_s=render_s,
+                )
             )
         return images
 
     async def complete(self, job: Job, outputs: list[RenderOutput], render_s: float) -> bool:
         """Store the renders, then mark the job succeeded; on a storage failure fail it, never half-done."""
         if not outputs:
-            await self.held(job_queue.fail, job.id, "no_output", "ComfyUI finished without producing an image.")
+            await self.held(
+                job_queue.fail, job.id, "no_output", "ComfyUI finished without producing an image."
+            )
             return False
         try:
             images = await self.store_outputs(job, outputs, render_s)
         except StorageError as exc:
-            logger.error("job %s: storage failed: %s", job.id, exc, extra={"action": "job_failed", "job_id": job.id})
-            await self.held(job_queue.fail, job.id, "storage_failed", f"The render could not be stored: {exc}")
+            logger.error(
+                "job %s: storage failed: %s", job.id, exc, extra={"action": "job_failed", "job_id": job.id}
+            )
+            await self.held(
+                job_queue.fail, job.id, "storage_failed", f"The render could not be stored: {exc}"
+            )
             return False
         except ImageRejected as exc:
             await self.held(job_queue.fail, job.id, exc.code, str(exc))

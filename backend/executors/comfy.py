@@ -78,6 +78,7 @@ class ComfyExecutor:
         self.last_lora: str | None = None
         self.draining = False
         self._ws_task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()  # set whenever the last followed job ends
 
     # --- capacity, as the dispatcher sees it ------------------------------------------------------
     @property
@@ -116,9 +117,10 @@ class ComfyExecutor:
             for a in pending:
                 if a.job.id not in state:
                     await self._release(a, "dispatcher stopping", forget=True)
-        deadline = time.monotonic() + grace_s
-        while self.active and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self.active:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_s)
 
     # --- the socket -----------------------------------------------------------------------------
     async def _ws_loop(self) -> None:
@@ -172,9 +174,11 @@ class ComfyExecutor:
                 await self._follow(a)
         except Exception:
             logger.exception("job %s: unexpected error", job.id)
-            await self.ctx.held(job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error.")
+            await self.ctx.held(
+                job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error."
+            )
         finally:
-            self.active.pop(job.id, None)
+            self._forget(job.id)
 
     async def resume_job(self, job: Job) -> None:
         a = Active(job)
@@ -183,9 +187,16 @@ class ComfyExecutor:
             await self._follow(a)
         except Exception:
             logger.exception("job %s: unexpected error", job.id)
-            await self.ctx.held(job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error.")
+            await self.ctx.held(
+                job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error."
+            )
         finally:
-            self.active.pop(job.id, None)
+            self._forget(job.id)
+
+    def _forget(self, job_id: str) -> None:
+        self.active.pop(job_id, None)
+        if not self.active:
+            self._idle.set()
 
     def on_cancel_requested(self, job_id: str) -> None:
         a = self.active.get(job_id)
@@ -229,12 +240,16 @@ class ComfyExecutor:
                 return False
             logger.warning("job %s: submit outcome unknown (%s); reconciling", job.id, exc)
             return True
-        held = await self.ctx.held(job_queue.mark_submitted, job.id, graph=graph, external={"instance": self.name})
+        held = await self.ctx.held(
+            job_queue.mark_submitted, job.id, graph=graph, external={"instance": self.name}
+        )
         if held is None:
             return False
         a.job, a.submitted_mono = held, time.monotonic()
         self.last_lora = job.lora_name
-        logger.info("job %s submitted to %s", job.id, self.name, extra={"action": "job_submitted", "job_id": job.id})
+        logger.info(
+            "job %s submitted to %s", job.id, self.name, extra={"action": "job_submitted", "job_id": job.id}
+        )
         return True
 
     async def _release(self, a: Active, reason: str, delay_s: float = 0.0, forget: bool = False) -> None:
@@ -302,7 +317,9 @@ class ComfyExecutor:
             entry = await self.client.history(job.id)
         except ComfyUnreachable:
             if self.down_since is not None and time.monotonic() - self.down_since > LOST_AFTER_S:
-                await self._release(a, f"ComfyUI {self.name} unreachable for {LOST_AFTER_S:.0f}s", forget=True)
+                await self._release(
+                    a, f"ComfyUI {self.name} unreachable for {LOST_AFTER_S:.0f}s", forget=True
+                )
                 return True
             return False
         if entry is not None:
@@ -320,7 +337,9 @@ class ComfyExecutor:
             msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
             await self.ctx.held(job_queue.fail, job.id, "comfy_lost_job", msg)
             return True
-        logger.warning("job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"})
+        logger.warning(
+            "job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"}
+        )
         a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
         return not await self._submit(a)
 

@@ -35,19 +35,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora-load-ms", type=float, default=300.0)
     p.add_argument("--controlnet-load-ms", type=float, default=500.0)
     faults = p.add_argument_group("fault injection (off by default)")
-    faults.add_argument("--fail-rate", type=float, default=0.0, help="share of prompts ending in execution_error")
+    faults.add_argument(
+        "--fail-rate", type=float, default=0.0, help="share of prompts ending in execution_error"
+    )
     faults.add_argument("--oom-rate", type=float, default=0.0, help="share ending in torch.OutOfMemoryError")
     faults.add_argument("--crash-after-steps", type=int, default=0, help="hard exit after N sampler steps")
     faults.add_argument("--drop-ws-after", type=int, default=0, help="close every socket after N frames")
     faults.add_argument("--slow-start-s", type=float, default=0.0, help="answer HTTP only after S seconds")
-    faults.add_argument("--http-500-rate", type=float, default=0.0, help="share of POST /prompt answering 500")
+    faults.add_argument(
+        "--http-500-rate", type=float, default=0.0, help="share of POST /prompt answering 500"
+    )
     faults.add_argument("--fault-seed", type=int, default=None)
     return p.parse_args(argv)
 
 
 def build(args: argparse.Namespace) -> Emulator:
-    config = Config(step_ms=args.step_ms, checkpoint_load_ms=args.checkpoint_load_ms,
-                    lora_load_ms=args.lora_load_ms, controlnet_load_ms=args.controlnet_load_ms)  # fmt: skip
+    config = Config(
+        step_ms=args.step_ms,
+        checkpoint_load_ms=args.checkpoint_load_ms,
+        lora_load_ms=args.lora_load_ms,
+        controlnet_load_ms=args.controlnet_load_ms,
+    )
     if args.cache_none:
         config.cache = "none"
     elif args.cache_lru:
@@ -55,8 +63,14 @@ def build(args: argparse.Namespace) -> Emulator:
     if args.max_upload_size is not None:
         config.max_upload_size = int(args.max_upload_size * 1024 * 1024)
         config.max_upload_size_is_float = True
-    faults = Faults(fail_rate=args.fail_rate, oom_rate=args.oom_rate, crash_after_steps=args.crash_after_steps,
-                    drop_ws_after=args.drop_ws_after, http_500_rate=args.http_500_rate, seed=args.fault_seed)  # fmt: skip
+    faults = Faults(
+        fail_rate=args.fail_rate,
+        oom_rate=args.oom_rate,
+        crash_after_steps=args.crash_after_steps,
+        drop_ws_after=args.drop_ws_after,
+        http_500_rate=args.http_500_rate,
+        seed=args.fault_seed,
+    )
     folders = Folders(args.base_directory, args.output_directory, args.input_directory, args.temp_directory)
     return Emulator(folders, config, faults)
 

@@ -213,7 +213,7 @@ async def view(request: web.Request) -> web.StreamResponse:
         return web.Response(status=400)
     folder = base
     if request.query.get("subfolder"):
-        folder = Path(os.path.abspath(os.path.join(base, request.query["subfolder"])))
+        folder = Path(os.path.normpath(os.path.join(base, request.query["subfolder"])))  # noqa: ASYNC240  # noqa: ASYNC240 (pure string ops)
         if os.path.commonpath([str(folder), str(base)]) != str(base):
             return web.Response(status=403)
     path = folder / os.path.basename(filename)
@@ -271,15 +271,34 @@ async def get_object_info_class(request: web.Request) -> web.Response:
 
 @routes.get("/system_stats")
 async def system_stats(request: web.Request) -> web.Response:
-    return web.json_response({
-        "system": {"os": os.name, "ram_total": 25276510208, "ram_free": 24338817024, "comfyui_version": VERSION,
-                   "required_frontend_version": "1.27.10", "installed_templates_version": "0.1.95",
-                   "required_templates_version": "0.1.95", "python_version": sys.version,
-                   "pytorch_version": "emulator", "embedded_python": False, "argv": sys.argv},
-        "devices": [{"name": f"cpu emulator ({platform.machine()})", "type": "cpu", "index": None,
-                     "vram_total": 25276510208, "vram_free": 24338817024, "torch_vram_total": 0,
-                     "torch_vram_free": 0}],
-    })  # fmt: skip
+    return web.json_response(
+        {
+            "system": {
+                "os": os.name,
+                "ram_total": 25276510208,
+                "ram_free": 24338817024,
+                "comfyui_version": VERSION,
+                "required_frontend_version": "1.27.10",
+                "installed_templates_version": "0.1.95",
+                "required_templates_version": "0.1.95",
+                "python_version": sys.version,
+                "pytorch_version": "emulator",
+                "embedded_python": False,
+                "argv": sys.argv,
+            },
+            "devices": [
+                {
+                    "name": f"cpu emulator ({platform.machine()})",
+                    "type": "cpu",
+                    "index": None,
+                    "vram_total": 25276510208,
+                    "vram_free": 24338817024,
+                    "torch_vram_total": 0,
+                    "torch_vram_free": 0,
+                }
+            ],
+        }
+    )
 
 
 @routes.get("/models")
@@ -313,7 +332,9 @@ async def free(request: web.Request) -> web.Response:
 
 
 def features(e: Emulator) -> dict[str, Any]:
-    size: float = float(e.config.max_upload_size) if e.config.max_upload_size_is_float else e.config.max_upload_size
+    size: float = (
+        float(e.config.max_upload_size) if e.config.max_upload_size_is_float else e.config.max_upload_size
+    )
     return {"supports_preview_metadata": True, "max_upload_size": size}
 
 
@@ -383,7 +404,8 @@ async def origin_guard(request: web.Request, handler: Any) -> web.StreamResponse
             return web.Response(status=403)
     if request.method == "OPTIONS":
         return web.Response()
-    return await handler(request)
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def make_app(emulator: Emulator) -> web.Application:

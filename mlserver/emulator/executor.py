@@ -25,8 +25,10 @@ from mlserver.emulator.ops import OPS, Interrupted, OutOfMemoryError
 logger = logging.getLogger(__name__)
 
 MAXIMUM_HISTORY_SIZE = 10000
-OOM_TIPS = ("This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might "
-            "have accidentally set the batch_size to a large number.")  # fmt: skip
+OOM_TIPS = (
+    "This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might "
+    "have accidentally set the batch_size to a large number."
+)
 
 
 @dataclass
@@ -108,16 +110,28 @@ class RunContext:
             await self.emulator.send(event, data, None)
 
     async def progress_state(self, node_id: str, value: float, maximum: float, state: str) -> None:
-        self.states[node_id] = {"value": value, "max": maximum, "state": state, "node_id": node_id,
-                                "prompt_id": self.item.prompt_id, "display_node_id": node_id,
-                                "parent_node_id": None, "real_node_id": node_id}  # fmt: skip
-        await self.send("progress_state", {"prompt_id": self.item.prompt_id, "nodes": dict(self.states)}, True)
+        self.states[node_id] = {
+            "value": value,
+            "max": maximum,
+            "state": state,
+            "node_id": node_id,
+            "prompt_id": self.item.prompt_id,
+            "display_node_id": node_id,
+            "parent_node_id": None,
+            "real_node_id": node_id,
+        }
+        await self.send(
+            "progress_state", {"prompt_id": self.item.prompt_id, "nodes": dict(self.states)}, True
+        )
 
     async def progress(self, value: int, maximum: int) -> None:
         assert self.node_id is not None
         await self.progress_state(self.node_id, float(value), float(maximum), "running")
-        await self.send("progress", {"value": value, "max": maximum, "prompt_id": self.item.prompt_id,
-                                     "node": self.node_id}, True)  # fmt: skip
+        await self.send(
+            "progress",
+            {"value": value, "max": maximum, "prompt_id": self.item.prompt_id, "node": self.node_id},
+            True,
+        )
 
 
 class Emulator:
@@ -158,12 +172,16 @@ class Emulator:
         self.wake.set()
 
     async def send_status(self, sid: str | None = None) -> None:
-        await self.send("status", {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}, None)
+        await self.send(
+            "status", {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}, None
+        )
 
     # --- sockets --------------------------------------------------------------------------------------
     async def send(self, event: str, data: dict[str, Any], sid: str | None) -> None:
         message = json.dumps({"type": event, "data": data})
-        targets = list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
+        targets = (
+            list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
+        )
         for ws in targets:
             await self.send_frame(ws, message)
 
@@ -184,8 +202,11 @@ class Emulator:
             return
         self.loaded[kind] = name
         self.loads[kind] += 1
-        delay = {"checkpoint": self.config.checkpoint_load_ms, "lora": self.config.lora_load_ms,
-                 "controlnet": self.config.controlnet_load_ms}[kind]  # fmt: skip
+        delay = {
+            "checkpoint": self.config.checkpoint_load_ms,
+            "lora": self.config.lora_load_ms,
+            "controlnet": self.config.controlnet_load_ms,
+        }[kind]
         await asyncio.sleep(delay / 1000)
 
     def on_step(self) -> None:
@@ -197,8 +218,10 @@ class Emulator:
     def maybe_fail(self) -> None:
         if self.faults.oom_next > 0 or (self.faults.oom_rate and self.rng.random() < self.faults.oom_rate):
             self.faults.oom_next = max(0, self.faults.oom_next - 1)
-            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
-                                   "22.20 GiB of which 1.06 GiB is free.")  # fmt: skip
+            raise OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+                "22.20 GiB of which 1.06 GiB is free."
+            )
         if self.faults.fail_next > 0 or (self.faults.fail_rate and self.rng.random() < self.faults.fail_rate):
             self.faults.fail_next = max(0, self.faults.fail_next - 1)
             raise RuntimeError("emulated sampler failure (fault injection)")
@@ -261,7 +284,8 @@ class Emulator:
         return [nid for nid in prompt if nid in seen]
 
     def order(self, prompt: dict[str, Any], todo: list[str], outputs: list[str]) -> list[str]:
-        """Run order: ready nodes, output nodes first, then nodes close to an output (ComfyUI's preference)."""
+        """Run order: ready nodes; output nodes first, then those close to an output (as ComfyUI)."""
+
         def deps(nid: str) -> set[str]:
             return {v[0] for v in prompt[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2}
 
@@ -352,23 +376,37 @@ class Emulator:
                         self.cache.popitem(last=False)
                 if ui is not None:
                     ui_outputs[nid] = ui
-                    await ctx.send("executed", {"node": nid, "display_node": nid, "output": ui, "prompt_id": pid})
+                    await ctx.send(
+                        "executed", {"node": nid, "display_node": nid, "output": ui, "prompt_id": pid}
+                    )
                 await ctx.progress_state(nid, 1.0, 1.0, "finished")
         except Interrupted:
             status, outcome = "error", "execution_interrupted"
-            await record("execution_interrupted", {"prompt_id": pid, "node_id": ctx.node_id,
-                                                   "node_type": item.prompt[ctx.node_id or ""]["class_type"],
-                                                   "executed": executed, "timestamp": timestamp_ms()}, True)  # fmt: skip
+            await record(
+                "execution_interrupted",
+                {
+                    "prompt_id": pid,
+                    "node_id": ctx.node_id,
+                    "node_type": item.prompt[ctx.node_id or ""]["class_type"],
+                    "executed": executed,
+                    "timestamp": timestamp_ms(),
+                },
+                True,
+            )
         if outcome == "execution_success":
             await record("execution_success", {"prompt_id": pid, "timestamp": timestamp_ms()})
         self.store_history(item, ui_outputs, status, messages)
         self.completed[pid] = self.completed.get(pid, 0) + 1
-        self.runs.append({"prompt_id": pid, "started_at": started, "ended_at": time.time(), "status": outcome})
+        self.runs.append(
+            {"prompt_id": pid, "started_at": started, "ended_at": time.time(), "status": outcome}
+        )
         self.running = None
         await self.send_status()
         await ctx.send("executing", {"node": None, "prompt_id": pid})
 
-    def inputs_of(self, prompt: dict[str, Any], nid: str, values: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+    def inputs_of(
+        self, prompt: dict[str, Any], nid: str, values: dict[str, tuple[Any, ...]]
+    ) -> dict[str, Any]:
         declared = CATALOGUE[prompt[nid]["class_type"]].input_specs()
         inputs: dict[str, Any] = {}
         for name, value in prompt[nid]["inputs"].items():
@@ -377,38 +415,67 @@ class Emulator:
             if isinstance(value, list) and len(value) == 2 and value[0] in values:
                 inputs[name] = values[value[0]][value[1]]
             else:
-                inputs[name] = value["__value__"] if isinstance(value, dict) and "__value__" in value else value
+                inputs[name] = (
+                    value["__value__"] if isinstance(value, dict) and "__value__" in value else value
+                )
         return inputs
 
-    async def report_error(self, record: Any, ctx: RunContext, nid: str, exc: Exception, executed: list[str],
-                           inputs: dict[str, Any]) -> None:  # fmt: skip
+    async def report_error(
+        self,
+        record: Any,
+        ctx: RunContext,
+        nid: str,
+        exc: Exception,
+        executed: list[str],
+        inputs: dict[str, Any],
+    ) -> None:
         is_oom = isinstance(exc, OutOfMemoryError)
         message = f"{exc}\n{OOM_TIPS}" if is_oom else f"{exc}\n"
-        current = {k: [v if isinstance(v, str | int | float | bool) or v is None else str(v)]
-                   for k, v in inputs.items()}  # fmt: skip
-        await record("execution_error", {
-            "prompt_id": ctx.item.prompt_id, "node_id": nid, "node_type": ctx.prompt[nid]["class_type"],
-            "executed": executed, "exception_message": message,
-            "exception_type": "torch.OutOfMemoryError" if is_oom else full_type_name(exc),
-            "traceback": traceback.format_tb(exc.__traceback__), "current_inputs": current,
-            "current_outputs": list(ctx.prompt), "timestamp": timestamp_ms(),
-        })  # fmt: skip
+        current = {
+            k: [v if isinstance(v, str | int | float | bool) or v is None else str(v)]
+            for k, v in inputs.items()
+        }
+        await record(
+            "execution_error",
+            {
+                "prompt_id": ctx.item.prompt_id,
+                "node_id": nid,
+                "node_type": ctx.prompt[nid]["class_type"],
+                "executed": executed,
+                "exception_message": message,
+                "exception_type": "torch.OutOfMemoryError" if is_oom else full_type_name(exc),
+                "traceback": traceback.format_tb(exc.__traceback__),
+                "current_inputs": current,
+                "current_outputs": list(ctx.prompt),
+                "timestamp": timestamp_ms(),
+            },
+        )
         if is_oom:
             self.loaded.clear()
 
-    def store_history(self, item: Item, outputs: dict[str, Any], status: str, messages: list[list[Any]]) -> None:
+    def store_history(
+        self, item: Item, outputs: dict[str, Any], status: str, messages: list[list[Any]]
+    ) -> None:
         if len(self.history) > MAXIMUM_HISTORY_SIZE:
             self.history.popitem(last=False)
         self.history[item.prompt_id] = {
             "prompt": item.as_list(scrub=True),
             "outputs": outputs,
             "status": {"status_str": status, "completed": status == "success", "messages": messages},
-            "meta": {nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
-                     for nid in outputs},
-        }  # fmt: skip
+            "meta": {
+                nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
+                for nid in outputs
+            },
+        }
 
     def stats(self) -> dict[str, Any]:
-        return {"executions": self.executions, "completed": self.completed, "runs": self.runs,
-                "lora_loads": self.loads["lora"], "checkpoint_loads": self.loads["checkpoint"],
-                "controlnet_loads": self.loads["controlnet"], "total_steps": self.total_steps,
-                "queue_remaining": self.queue_remaining()}  # fmt: skip
+        return {
+            "executions": self.executions,
+            "completed": self.completed,
+            "runs": self.runs,
+            "lora_loads": self.loads["lora"],
+            "checkpoint_loads": self.loads["checkpoint"],
+            "controlnet_loads": self.loads["controlnet"],
+            "total_steps": self.total_steps,
+            "queue_remaining": self.queue_remaining(),
+        }

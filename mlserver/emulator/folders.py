@@ -13,11 +13,33 @@ from pathlib import Path
 from loras.manifest import load_manifest
 
 MODEL_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
-FOLDER_KEYS = ["checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
-               "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models",
-               "custom_nodes", "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders"]  # fmt: skip
-MODEL_DIRS = {"text_encoders": ["text_encoders", "clip"], "diffusion_models": ["unet", "diffusion_models"],
-              "controlnet": ["controlnet", "t2i_adapter"]}  # fmt: skip
+FOLDER_KEYS = [
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "custom_nodes",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+    "model_patches",
+    "audio_encoders",
+]
+MODEL_DIRS = {
+    "text_encoders": ["text_encoders", "clip"],
+    "diffusion_models": ["unet", "diffusion_models"],
+    "controlnet": ["controlnet", "t2i_adapter"],
+}
 BASE_MODELS = Path(__file__).resolve().parents[1] / "models.toml"
 
 
@@ -33,15 +55,26 @@ def project_models() -> dict[str, list[str]]:
 
 
 class Folders:
-    def __init__(self, base: Path | None, output: Path | None = None, input_: Path | None = None,
-                 temp: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base: Path | None,
+        output: Path | None = None,
+        input_: Path | None = None,
+        temp: Path | None = None,
+    ) -> None:
         self._tmp = None if base else tempfile.mkdtemp(prefix="comfy-emulator-")
         self.base = (base or Path(self._tmp or ".")).resolve()
         self.output = (output or self.base / "output").resolve()
         self.input = (input_ or self.base / "input").resolve()
         self.temp = ((temp / "temp") if temp else self.base / "temp").resolve()
         self.models = self.base / "models"
-        for d in (self.output, self.input, self.models / "checkpoints", self.models / "loras", self.models / "controlnet"):
+        for d in (
+            self.output,
+            self.input,
+            self.models / "checkpoints",
+            self.models / "loras",
+            self.models / "controlnet",
+        ):
             d.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.temp, ignore_errors=True)  # ComfyUI empties temp at start
         self.temp.mkdir(parents=True, exist_ok=True)
@@ -66,7 +99,10 @@ class Folders:
                         continue
                     if key in ("configs",) and not name.endswith(".yaml"):
                         continue
-                    if key not in ("classifiers", "configs", "custom_nodes") and Path(name).suffix not in MODEL_EXTENSIONS:
+                    if (
+                        key not in ("classifiers", "configs", "custom_nodes")
+                        and Path(name).suffix not in MODEL_EXTENSIONS
+                    ):
                         continue
                     found.add((Path(root) / name).relative_to(d).as_posix())
         if not found and key in self.virtual and not any(self._has_files(d) for d in self.dirs(key)):

@@ -52,18 +52,28 @@ def render(spec: RenderSpec, index: int) -> Image.Image:
     size = max(10, min(w, h) // 22)
     font = _font(size)
     style = ", ".join(Path(lora).stem for lora in spec.loras) or "no style LoRA"
-    lines = [*textwrap.wrap(spec.text, width=max(12, w // (size // 2 + 1)))[:6], "", f"style: {style}",
-             f"seed: {seed}", f"{w}x{h} · {Path(spec.checkpoint).stem}"]  # fmt: skip
+    text_lines = [
+        *textwrap.wrap(spec.text, width=max(12, w // (size // 2 + 1)))[:6],
+        "",
+        f"style: {style}",
+        f"seed: {seed}",
+        f"{w}x{h} · {Path(spec.checkpoint).stem}",
+    ]
     y = size
-    for line in lines:
+    for line in text_lines:
         draw.text((size + 1, y + 1), line, fill=(0, 0, 0), font=font)
         draw.text((size, y), line, fill=(255, 255, 255), font=font)
         y += int(size * 1.3)
     return img
 
 
-def save_png(img: Image.Image, path: Path, prompt: dict[str, Any] | None, extra_pnginfo: dict[str, Any] | None,
-             compress_level: int = 4) -> None:  # fmt: skip
+def save_png(
+    img: Image.Image,
+    path: Path,
+    prompt: dict[str, Any] | None,
+    extra_pnginfo: dict[str, Any] | None,
+    compress_level: int = 4,
+) -> None:
     meta = PngInfo()
     if prompt is not None:
         meta.add_text("prompt", json.dumps(prompt))

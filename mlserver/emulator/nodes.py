@@ -11,16 +11,60 @@ from typing import Any
 MAX_RESOLUTION = 16384
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 SAMPLERS = [
-    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
-    "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
-    "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
-    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm",
-    "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
-    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2",
-    "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
-]  # fmt: skip
-SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
-              "linear_quadratic", "kl_optimal"]  # fmt: skip
+    "euler",
+    "euler_cfg_pp",
+    "euler_ancestral",
+    "euler_ancestral_cfg_pp",
+    "heun",
+    "heunpp2",
+    "dpm_2",
+    "dpm_2_ancestral",
+    "lms",
+    "dpm_fast",
+    "dpm_adaptive",
+    "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp",
+    "dpmpp_sde",
+    "dpmpp_sde_gpu",
+    "dpmpp_2m",
+    "dpmpp_2m_cfg_pp",
+    "dpmpp_2m_sde",
+    "dpmpp_2m_sde_gpu",
+    "dpmpp_2m_sde_heun",
+    "dpmpp_2m_sde_heun_gpu",
+    "dpmpp_3m_sde",
+    "dpmpp_3m_sde_gpu",
+    "ddpm",
+    "lcm",
+    "ipndm",
+    "ipndm_v",
+    "deis",
+    "res_multistep",
+    "res_multistep_cfg_pp",
+    "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp",
+    "gradient_estimation",
+    "gradient_estimation_cfg_pp",
+    "er_sde",
+    "seeds_2",
+    "seeds_3",
+    "sa_solver",
+    "sa_solver_pece",
+    "ddim",
+    "uni_pc",
+    "uni_pc_bh2",
+]
+SCHEDULERS = [
+    "simple",
+    "sgm_uniform",
+    "karras",
+    "exponential",
+    "ddim_uniform",
+    "beta",
+    "normal",
+    "linear_quadratic",
+    "kl_optimal",
+]
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 LATENT_UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 CROP = ["disabled", "center"]
@@ -64,133 +108,380 @@ def _float(default: float, lo: float, hi: float, step: float, **extra: Any) -> S
 
 SAVE_HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
 SAMPLER_INPUTS: dict[str, Spec] = {
-    "sampler_name": (SAMPLERS, {"tooltip": "The algorithm used when sampling, this can affect the quality, speed, "
-                                           "and style of the generated output."}),
-    "scheduler": (SCHEDULERS, {"tooltip": "The scheduler controls how noise is gradually removed to form the image."}),
-}  # fmt: skip
-CFG = _float(8.0, 0.0, 100.0, 0.1, round=0.01, tooltip="The Classifier-Free Guidance scale balances creativity and "
-             "adherence to the prompt. Higher values result in images more closely matching the prompt however too "
-             "high values will negatively impact quality.")  # fmt: skip
+    "sampler_name": (
+        SAMPLERS,
+        {
+            "tooltip": "The algorithm used when sampling, this can affect the quality, speed, "
+            "and style of the generated output."
+        },
+    ),
+    "scheduler": (
+        SCHEDULERS,
+        {"tooltip": "The scheduler controls how noise is gradually removed to form the image."},
+    ),
+}
+CFG = _float(
+    8.0,
+    0.0,
+    100.0,
+    0.1,
+    round=0.01,
+    tooltip="The Classifier-Free Guidance scale balances creativity and "
+    "adherence to the prompt. Higher values result in images more closely matching the prompt however too "
+    "high values will negatively impact quality.",
+)
 
-CATALOGUE: dict[str, NodeClass] = {n.name: n for n in [
-    NodeClass("CheckpointLoaderSimple", "Load Checkpoint", "loaders",
-              {"ckpt_name": (("models", "checkpoints"), {"tooltip": "The name of the checkpoint (model) to load."})},
-              ("MODEL", "CLIP", "VAE"), description="Loads a diffusion model checkpoint, diffusion models are used "
-              "to denoise latents.",
-              output_tooltips=("The model used for denoising latents.",
-                               "The CLIP model used for encoding text prompts.",
-                               "The VAE model used for encoding and decoding images to and from latent space.")),
-    NodeClass("LoraLoader", "Load LoRA", "loaders",
-              {"model": ("MODEL", {"tooltip": "The diffusion model the LoRA will be applied to."}),
-               "clip": ("CLIP", {"tooltip": "The CLIP model the LoRA will be applied to."}),
-               "lora_name": (("models", "loras"), {"tooltip": "The name of the LoRA."}),
-               "strength_model": _float(1.0, -100.0, 100.0, 0.01, tooltip="How strongly to modify the diffusion "
-                                        "model. This value can be negative."),
-               "strength_clip": _float(1.0, -100.0, 100.0, 0.01, tooltip="How strongly to modify the CLIP model. "
-                                       "This value can be negative.")},
-              ("MODEL", "CLIP"), description="LoRAs are used to modify diffusion and CLIP models, altering the way "
-              "in which latents are denoised such as applying styles. Multiple LoRA nodes can be linked together.",
-              output_tooltips=("The modified diffusion model.", "The modified CLIP model.")),
-    NodeClass("LoraLoaderModelOnly", None, "loaders",
-              {"model": ("MODEL",), "lora_name": (("models", "loras"),),
-               "strength_model": _float(1.0, -100.0, 100.0, 0.01)}, ("MODEL",),
-              output_tooltips=("The modified diffusion model.", "The modified CLIP model.")),
-    NodeClass("CLIPTextEncode", "CLIP Text Encode (Prompt)", "conditioning",
-              {"text": ("STRING", {"multiline": True, "dynamicPrompts": True,
-                                   "tooltip": "The text to be encoded."}),
-               "clip": ("CLIP", {"tooltip": "The CLIP model used for encoding the text."})},
-              ("CONDITIONING",), description="Encodes a text prompt using a CLIP model into an embedding that can "
-              "be used to guide the diffusion model towards generating specific images.",
-              output_tooltips=("A conditioning containing the embedded text used to guide the diffusion model.",)),
-    NodeClass("CLIPSetLastLayer", "CLIP Set Last Layer", "conditioning",
-              {"clip": ("CLIP",), "stop_at_clip_layer": _int(-1, -24, -1, 1)}, ("CLIP",)),
-    NodeClass("EmptyLatentImage", "Empty Latent Image", "latent",
-              {"width": _int(512, 16, MAX_RESOLUTION, 8, tooltip="The width of the latent images in pixels."),
-               "height": _int(512, 16, MAX_RESOLUTION, 8, tooltip="The height of the latent images in pixels."),
-               "batch_size": _int(1, 1, 4096, tooltip="The number of latent images in the batch.")},
-              ("LATENT",), description="Create a new batch of empty latent images to be denoised via sampling.",
-              output_tooltips=("The empty latent image batch.",)),
-    NodeClass("KSampler", "KSampler", "sampling",
-              {"model": ("MODEL", {"tooltip": "The model used for denoising the input latent."}),
-               "seed": _int(0, 0, MAX_SEED, control_after_generate=True,
-                            tooltip="The random seed used for creating the noise."),
-               "steps": _int(20, 1, 10000, tooltip="The number of steps used in the denoising process."),
-               "cfg": CFG, **SAMPLER_INPUTS,
-               "positive": ("CONDITIONING", {"tooltip": "The conditioning describing the attributes you want to "
-                                                        "include in the image."}),
-               "negative": ("CONDITIONING", {"tooltip": "The conditioning describing the attributes you want to "
-                                                        "exclude from the image."}),
-               "latent_image": ("LATENT", {"tooltip": "The latent image to denoise."}),
-               "denoise": _float(1.0, 0.0, 1.0, 0.01, tooltip="The amount of denoising applied, lower values will "
-                                 "maintain the structure of the initial image allowing for image to image sampling.")},
-              ("LATENT",), description="Uses the provided model, positive and negative conditioning to denoise the "
-              "latent image.", output_tooltips=("The denoised latent.",)),
-    NodeClass("KSamplerAdvanced", "KSampler (Advanced)", "sampling",
-              {"model": ("MODEL",), "add_noise": (["enable", "disable"],),
-               "noise_seed": _int(0, 0, MAX_SEED, control_after_generate=True),
-               "steps": _int(20, 1, 10000), "cfg": _float(8.0, 0.0, 100.0, 0.1, round=0.01),
-               "sampler_name": (SAMPLERS,), "scheduler": (SCHEDULERS,),
-               "positive": ("CONDITIONING",), "negative": ("CONDITIONING",), "latent_image": ("LATENT",),
-               "start_at_step": _int(0, 0, 10000), "end_at_step": _int(10000, 0, 10000),
-               "return_with_leftover_noise": (["disable", "enable"],)}, ("LATENT",)),
-    NodeClass("VAEDecode", "VAE Decode", "latent",
-              {"samples": ("LATENT", {"tooltip": "The latent to be decoded."}),
-               "vae": ("VAE", {"tooltip": "The VAE model used for decoding the latent."})},
-              ("IMAGE",), description="Decodes latent images back into pixel space images.",
-              output_tooltips=("The decoded image.",)),
-    NodeClass("VAEEncode", "VAE Encode", "latent", {"pixels": ("IMAGE",), "vae": ("VAE",)}, ("LATENT",)),
-    NodeClass("VAELoader", "Load VAE", "loaders", {"vae_name": (("models", "vae"),)}, ("VAE",)),
-    NodeClass("SaveImage", "Save Image", "image",
-              {"images": ("IMAGE", {"tooltip": "The images to save."}),
-               "filename_prefix": ("STRING", {"default": "ComfyUI", "tooltip": "The prefix for the file to save. "
-                                   "This may include formatting information such as %date:yyyy-MM-dd% or "
-                                   "%Empty Latent Image.width% to include values from nodes."})},
-              hidden=SAVE_HIDDEN, output_node=True, description="Saves the input images to your ComfyUI output "
-              "directory."),
-    NodeClass("PreviewImage", "Preview Image", "image", {"images": ("IMAGE",)}, hidden=SAVE_HIDDEN,
-              output_node=True, description="Saves the input images to your ComfyUI output directory."),
-    NodeClass("LoadImage", "Load Image", "image", {"image": (("input_images",), {"image_upload": True})},
-              ("IMAGE", "MASK")),
-    NodeClass("ImageInvert", "Invert Image", "image", {"image": ("IMAGE",)}, ("IMAGE",)),
-    NodeClass("ImageScale", "Upscale Image", "image/upscaling",
-              {"image": ("IMAGE",), "upscale_method": (UPSCALE_METHODS,),
-               "width": _int(512, 0, MAX_RESOLUTION, 1), "height": _int(512, 0, MAX_RESOLUTION, 1),
-               "crop": (CROP,)}, ("IMAGE",)),
-    NodeClass("ImageScaleBy", "Upscale Image By", "image/upscaling",
-              {"image": ("IMAGE",), "upscale_method": (UPSCALE_METHODS,),
-               "scale_by": _float(1.0, 0.01, 8.0, 0.01)}, ("IMAGE",)),
-    NodeClass("LatentUpscale", "Upscale Latent", "latent",
-              {"samples": ("LATENT",), "upscale_method": (LATENT_UPSCALE_METHODS,),
-               "width": _int(512, 0, MAX_RESOLUTION, 8), "height": _int(512, 0, MAX_RESOLUTION, 8),
-               "crop": (CROP,)}, ("LATENT",)),
-    NodeClass("LatentUpscaleBy", "Upscale Latent By", "latent",
-              {"samples": ("LATENT",), "upscale_method": (LATENT_UPSCALE_METHODS,),
-               "scale_by": _float(1.5, 0.01, 8.0, 0.01)}, ("LATENT",)),
-    NodeClass("ControlNetLoader", "Load ControlNet Model", "loaders",
-              {"control_net_name": (("models", "controlnet"),)}, ("CONTROL_NET",)),
-    NodeClass("ControlNetApply", "Apply ControlNet (OLD)", "conditioning/controlnet",
-              {"conditioning": ("CONDITIONING",), "control_net": ("CONTROL_NET",), "image": ("IMAGE",),
-               "strength": _float(1.0, 0.0, 10.0, 0.01)}, ("CONDITIONING",), deprecated=True),
-    NodeClass("ControlNetApplyAdvanced", "Apply ControlNet", "conditioning/controlnet",
-              {"positive": ("CONDITIONING",), "negative": ("CONDITIONING",), "control_net": ("CONTROL_NET",),
-               "image": ("IMAGE",), "strength": _float(1.0, 0.0, 10.0, 0.01),
-               "start_percent": _float(0.0, 0.0, 1.0, 0.001), "end_percent": _float(1.0, 0.0, 1.0, 0.001)},
-              ("CONDITIONING", "CONDITIONING"), output_names=("positive", "negative"),
-              optional={"vae": ("VAE",)}),
-    NodeClass("EmptyImage", "EmptyImage", "image",
-              {"width": _int(512, 1, MAX_RESOLUTION, 1), "height": _int(512, 1, MAX_RESOLUTION, 1),
-               "batch_size": _int(1, 1, 4096), "color": _int(0, 0, 0xFFFFFF, 1, display="color")}, ("IMAGE",)),
-    NodeClass("Canny", None, "image/preprocessors",
-              {"image": ("IMAGE", {}), "low_threshold": _float(0.4, 0.01, 0.99, 0.01),
-               "high_threshold": _float(0.8, 0.01, 0.99, 0.01)}, ("IMAGE",),
-              python_module="comfy_extras.nodes_canny", schema=True),
-    NodeClass("UpscaleModelLoader", "Load Upscale Model", "loaders",
-              {"model_name": ("COMBO", {"multiselect": False, "options": ("models", "upscale_models")})},
-              ("UPSCALE_MODEL",), python_module="comfy_extras.nodes_upscale_model", schema=True),
-    NodeClass("ImageUpscaleWithModel", "Upscale Image (using Model)", "image/upscaling",
-              {"upscale_model": ("UPSCALE_MODEL", {}), "image": ("IMAGE", {})}, ("IMAGE",),
-              python_module="comfy_extras.nodes_upscale_model", schema=True),
-]}  # fmt: skip
+CATALOGUE: dict[str, NodeClass] = {
+    n.name: n
+    for n in [
+        NodeClass(
+            "CheckpointLoaderSimple",
+            "Load Checkpoint",
+            "loaders",
+            {
+                "ckpt_name": (
+                    ("models", "checkpoints"),
+                    {"tooltip": "The name of the checkpoint (model) to load."},
+                )
+            },
+            ("MODEL", "CLIP", "VAE"),
+            description="Loads a diffusion model checkpoint, diffusion models are used to denoise latents.",
+            output_tooltips=(
+                "The model used for denoising latents.",
+                "The CLIP model used for encoding text prompts.",
+                "The VAE model used for encoding and decoding images to and from latent space.",
+            ),
+        ),
+        NodeClass(
+            "LoraLoader",
+            "Load LoRA",
+            "loaders",
+            {
+                "model": ("MODEL", {"tooltip": "The diffusion model the LoRA will be applied to."}),
+                "clip": ("CLIP", {"tooltip": "The CLIP model the LoRA will be applied to."}),
+                "lora_name": (("models", "loras"), {"tooltip": "The name of the LoRA."}),
+                "strength_model": _float(
+                    1.0,
+                    -100.0,
+                    100.0,
+                    0.01,
+                    tooltip="How strongly to modify the diffusion model. This value can be negative.",
+                ),
+                "strength_clip": _float(
+                    1.0,
+                    -100.0,
+                    100.0,
+                    0.01,
+                    tooltip="How strongly to modify the CLIP model. This value can be negative.",
+                ),
+            },
+            ("MODEL", "CLIP"),
+            description="LoRAs are used to modify diffusion and CLIP models, altering the way "
+            "in which latents are denoised such as applying styles. "
+            "Multiple LoRA nodes can be linked together.",
+            output_tooltips=("The modified diffusion model.", "The modified CLIP model."),
+        ),
+        NodeClass(
+            "LoraLoaderModelOnly",
+            None,
+            "loaders",
+            {
+                "model": ("MODEL",),
+                "lora_name": (("models", "loras"),),
+                "strength_model": _float(1.0, -100.0, 100.0, 0.01),
+            },
+            ("MODEL",),
+            output_tooltips=("The modified diffusion model.", "The modified CLIP model."),
+        ),
+        NodeClass(
+            "CLIPTextEncode",
+            "CLIP Text Encode (Prompt)",
+            "conditioning",
+            {
+                "text": (
+                    "STRING",
+                    {"multiline": True, "dynamicPrompts": True, "tooltip": "The text to be encoded."},
+                ),
+                "clip": ("CLIP", {"tooltip": "The CLIP model used for encoding the text."}),
+            },
+            ("CONDITIONING",),
+            description="Encodes a text prompt using a CLIP model into an embedding that can "
+            "be used to guide the diffusion model towards generating specific images.",
+            output_tooltips=(
+                "A conditioning containing the embedded text used to guide the diffusion model.",
+            ),
+        ),
+        NodeClass(
+            "CLIPSetLastLayer",
+            "CLIP Set Last Layer",
+            "conditioning",
+            {"clip": ("CLIP",), "stop_at_clip_layer": _int(-1, -24, -1, 1)},
+            ("CLIP",),
+        ),
+        NodeClass(
+            "EmptyLatentImage",
+            "Empty Latent Image",
+            "latent",
+            {
+                "width": _int(
+                    512, 16, MAX_RESOLUTION, 8, tooltip="The width of the latent images in pixels."
+                ),
+                "height": _int(
+                    512, 16, MAX_RESOLUTION, 8, tooltip="The height of the latent images in pixels."
+                ),
+                "batch_size": _int(1, 1, 4096, tooltip="The number of latent images in the batch."),
+            },
+            ("LATENT",),
+            description="Create a new batch of empty latent images to be denoised via sampling.",
+            output_tooltips=("The empty latent image batch.",),
+        ),
+        NodeClass(
+            "KSampler",
+            "KSampler",
+            "sampling",
+            {
+                "model": ("MODEL", {"tooltip": "The model used for denoising the input latent."}),
+                "seed": _int(
+                    0,
+                    0,
+                    MAX_SEED,
+                    control_after_generate=True,
+                    tooltip="The random seed used for creating the noise.",
+                ),
+                "steps": _int(20, 1, 10000, tooltip="The number of steps used in the denoising process."),
+                "cfg": CFG,
+                **SAMPLER_INPUTS,
+                "positive": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "The conditioning describing the attributes you want to "
+                        "include in the image."
+                    },
+                ),
+                "negative": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "The conditioning describing the attributes you want to "
+                        "exclude from the image."
+                    },
+                ),
+                "latent_image": ("LATENT", {"tooltip": "The latent image to denoise."}),
+                "denoise": _float(
+                    1.0,
+                    0.0,
+                    1.0,
+                    0.01,
+                    tooltip="The amount of denoising applied, lower values will "
+                    "maintain the structure of the initial image allowing for image to image sampling.",
+                ),
+            },
+            ("LATENT",),
+            description="Uses the provided model, positive and negative conditioning to denoise the "
+            "latent image.",
+            output_tooltips=("The denoised latent.",),
+        ),
+        NodeClass(
+            "KSamplerAdvanced",
+            "KSampler (Advanced)",
+            "sampling",
+            {
+                "model": ("MODEL",),
+                "add_noise": (["enable", "disable"],),
+                "noise_seed": _int(0, 0, MAX_SEED, control_after_generate=True),
+                "steps": _int(20, 1, 10000),
+                "cfg": _float(8.0, 0.0, 100.0, 0.1, round=0.01),
+                "sampler_name": (SAMPLERS,),
+                "scheduler": (SCHEDULERS,),
+                "positive": ("CONDITIONING",),
+                "negative": ("CONDITIONING",),
+                "latent_image": ("LATENT",),
+                "start_at_step": _int(0, 0, 10000),
+                "end_at_step": _int(10000, 0, 10000),
+                "return_with_leftover_noise": (["disable", "enable"],),
+            },
+            ("LATENT",),
+        ),
+        NodeClass(
+            "VAEDecode",
+            "VAE Decode",
+            "latent",
+            {
+                "samples": ("LATENT", {"tooltip": "The latent to be decoded."}),
+                "vae": ("VAE", {"tooltip": "The VAE model used for decoding the latent."}),
+            },
+            ("IMAGE",),
+            description="Decodes latent images back into pixel space images.",
+            output_tooltips=("The decoded image.",),
+        ),
+        NodeClass("VAEEncode", "VAE Encode", "latent", {"pixels": ("IMAGE",), "vae": ("VAE",)}, ("LATENT",)),
+        NodeClass("VAELoader", "Load VAE", "loaders", {"vae_name": (("models", "vae"),)}, ("VAE",)),
+        NodeClass(
+            "SaveImage",
+            "Save Image",
+            "image",
+            {
+                "images": ("IMAGE", {"tooltip": "The images to save."}),
+                "filename_prefix": (
+                    "STRING",
+                    {
+                        "default": "ComfyUI",
+                        "tooltip": "The prefix for the file to save. "
+                        "This may include formatting information such as %date:yyyy-MM-dd% or "
+                        "%Empty Latent Image.width% to include values from nodes.",
+                    },
+                ),
+            },
+            hidden=SAVE_HIDDEN,
+            output_node=True,
+            description="Saves the input images to your ComfyUI output directory.",
+        ),
+        NodeClass(
+            "PreviewImage",
+            "Preview Image",
+            "image",
+            {"images": ("IMAGE",)},
+            hidden=SAVE_HIDDEN,
+            output_node=True,
+            description="Saves the input images to your ComfyUI output directory.",
+        ),
+        NodeClass(
+            "LoadImage",
+            "Load Image",
+            "image",
+            {"image": (("input_images",), {"image_upload": True})},
+            ("IMAGE", "MASK"),
+        ),
+        NodeClass("ImageInvert", "Invert Image", "image", {"image": ("IMAGE",)}, ("IMAGE",)),
+        NodeClass(
+            "ImageScale",
+            "Upscale Image",
+            "image/upscaling",
+            {
+                "image": ("IMAGE",),
+                "upscale_method": (UPSCALE_METHODS,),
+                "width": _int(512, 0, MAX_RESOLUTION, 1),
+                "height": _int(512, 0, MAX_RESOLUTION, 1),
+                "crop": (CROP,),
+            },
+            ("IMAGE",),
+        ),
+        NodeClass(
+            "ImageScaleBy",
+            "Upscale Image By",
+            "image/upscaling",
+            {
+                "image": ("IMAGE",),
+                "upscale_method": (UPSCALE_METHODS,),
+                "scale_by": _float(1.0, 0.01, 8.0, 0.01),
+            },
+            ("IMAGE",),
+        ),
+        NodeClass(
+            "LatentUpscale",
+            "Upscale Latent",
+            "latent",
+            {
+                "samples": ("LATENT",),
+                "upscale_method": (LATENT_UPSCALE_METHODS,),
+                "width": _int(512, 0, MAX_RESOLUTION, 8),
+                "height": _int(512, 0, MAX_RESOLUTION, 8),
+                "crop": (CROP,),
+            },
+            ("LATENT",),
+        ),
+        NodeClass(
+            "LatentUpscaleBy",
+            "Upscale Latent By",
+            "latent",
+            {
+                "samples": ("LATENT",),
+                "upscale_method": (LATENT_UPSCALE_METHODS,),
+                "scale_by": _float(1.5, 0.01, 8.0, 0.01),
+            },
+            ("LATENT",),
+        ),
+        NodeClass(
+            "ControlNetLoader",
+            "Load ControlNet Model",
+            "loaders",
+            {"control_net_name": (("models", "controlnet"),)},
+            ("CONTROL_NET",),
+        ),
+        NodeClass(
+            "ControlNetApply",
+            "Apply ControlNet (OLD)",
+            "conditioning/controlnet",
+            {
+                "conditioning": ("CONDITIONING",),
+                "control_net": ("CONTROL_NET",),
+                "image": ("IMAGE",),
+                "strength": _float(1.0, 0.0, 10.0, 0.01),
+            },
+            ("CONDITIONING",),
+            deprecated=True,
+        ),
+        NodeClass(
+            "ControlNetApplyAdvanced",
+            "Apply ControlNet",
+            "conditioning/controlnet",
+            {
+                "positive": ("CONDITIONING",),
+                "negative": ("CONDITIONING",),
+                "control_net": ("CONTROL_NET",),
+                "image": ("IMAGE",),
+                "strength": _float(1.0, 0.0, 10.0, 0.01),
+                "start_percent": _float(0.0, 0.0, 1.0, 0.001),
+                "end_percent": _float(1.0, 0.0, 1.0, 0.001),
+            },
+            ("CONDITIONING", "CONDITIONING"),
+            output_names=("positive", "negative"),
+            optional={"vae": ("VAE",)},
+        ),
+        NodeClass(
+            "EmptyImage",
+            "EmptyImage",
+            "image",
+            {
+                "width": _int(512, 1, MAX_RESOLUTION, 1),
+                "height": _int(512, 1, MAX_RESOLUTION, 1),
+                "batch_size": _int(1, 1, 4096),
+                "color": _int(0, 0, 0xFFFFFF, 1, display="color"),
+            },
+            ("IMAGE",),
+        ),
+        NodeClass(
+            "Canny",
+            None,
+            "image/preprocessors",
+            {
+                "image": ("IMAGE", {}),
+                "low_threshold": _float(0.4, 0.01, 0.99, 0.01),
+                "high_threshold": _float(0.8, 0.01, 0.99, 0.01),
+            },
+            ("IMAGE",),
+            python_module="comfy_extras.nodes_canny",
+            schema=True,
+        ),
+        NodeClass(
+            "UpscaleModelLoader",
+            "Load Upscale Model",
+            "loaders",
+            {"model_name": ("COMBO", {"multiselect": False, "options": ("models", "upscale_models")})},
+            ("UPSCALE_MODEL",),
+            python_module="comfy_extras.nodes_upscale_model",
+            schema=True,
+        ),
+        NodeClass(
+            "ImageUpscaleWithModel",
+            "Upscale Image (using Model)",
+            "image/upscaling",
+            {"upscale_model": ("UPSCALE_MODEL", {}), "image": ("IMAGE", {})},
+            ("IMAGE",),
+            python_module="comfy_extras.nodes_upscale_model",
+            schema=True,
+        ),
+    ]
+}
 
 
 def resolve_options(spec: Spec, lister: Callable[[Dynamic], list[str]]) -> Spec:
@@ -232,7 +523,9 @@ def object_info(node: NodeClass, lister: Callable[[Dynamic], list[str]]) -> dict
         "output_node": node.output_node,
     }
     if node.schema:
-        info.update(output_tooltips=[None] * len(node.outputs), deprecated=False, experimental=False, api_node=False)
+        info.update(
+            output_tooltips=[None] * len(node.outputs), deprecated=False, experimental=False, api_node=False
+        )
     else:
         if node.deprecated:
             info["deprecated"] = True

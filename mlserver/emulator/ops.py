@@ -87,8 +87,10 @@ async def lora(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
     if i["strength_model"] == 0 and i["strength_clip"] == 0:
         return (i["model"], i["clip"]), None
     await _load(ctx, "lora", i["lora_name"])
-    return (replace(i["model"], loras=(*i["model"].loras, i["lora_name"])),
-            replace(i["clip"], loras=(*i["clip"].loras, i["lora_name"]))), None  # fmt: skip
+    return (
+        replace(i["model"], loras=(*i["model"].loras, i["lora_name"])),
+        replace(i["clip"], loras=(*i["clip"].loras, i["lora_name"])),
+    ), None
 
 
 @op("LoraLoaderModelOnly")
@@ -119,11 +121,13 @@ async def empty_latent(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, Non
 
 @op("EmptyImage")
 async def empty_image(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
-    colour = "#%06x" % i["color"]
+    colour = f"#{i['color']:06x}"
     return ([Image.new("RGB", (i["width"], i["height"]), ImageColor.getrgb(colour))] * i["batch_size"],), None
 
 
-async def _sample(ctx: RunContext, model: Model, positive: Cond, latent: Latent, seed: int, steps: int) -> Latent:
+async def _sample(
+    ctx: RunContext, model: Model, positive: Cond, latent: Latent, seed: int, steps: int
+) -> Latent:
     pixels = (latent.width * latent.height * latent.batch) / (512 * 512)
     step_s = ctx.emulator.config.step_ms / 1000 * pixels
     for step in range(1, steps + 1):
@@ -133,8 +137,16 @@ async def _sample(ctx: RunContext, model: Model, positive: Cond, latent: Latent,
             ctx.emulator.maybe_fail()
         ctx.check_interrupt()
         await ctx.progress(step, steps)
-    spec = RenderSpec(latent.width, latent.height, seed, positive.text, model.loras, model.checkpoint,
-                      positive.control, positive.strength)  # fmt: skip
+    spec = RenderSpec(
+        latent.width,
+        latent.height,
+        seed,
+        positive.text,
+        model.loras,
+        model.checkpoint,
+        positive.control,
+        positive.strength,
+    )
     return replace(latent, spec=spec)
 
 
@@ -175,35 +187,54 @@ async def latent_upscale(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, N
 @op("LatentUpscaleBy")
 async def latent_upscale_by(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
     latent: Latent = i["samples"]
-    return (replace(latent, width=round(latent.width * i["scale_by"]), height=round(latent.height * i["scale_by"])),), None
+    return (
+        replace(
+            latent, width=round(latent.width * i["scale_by"]), height=round(latent.height * i["scale_by"])
+        ),
+    ), None
 
 
 def _save_name(folder: Path, prefix: str, width: int, height: int) -> tuple[Path, str, str, int]:
     now = datetime.now()
-    for key, value in {"%width%": width, "%height%": height, "%year%": now.year, "%month%": f"{now.month:02}",
-                       "%day%": f"{now.day:02}", "%hour%": f"{now.hour:02}", "%minute%": f"{now.minute:02}",
-                       "%second%": f"{now.second:02}"}.items():  # fmt: skip
+    for key, value in {
+        "%width%": width,
+        "%height%": height,
+        "%year%": now.year,
+        "%month%": f"{now.month:02}",
+        "%day%": f"{now.day:02}",
+        "%hour%": f"{now.hour:02}",
+        "%minute%": f"{now.minute:02}",
+        "%second%": f"{now.second:02}",
+    }.items():
         prefix = prefix.replace(key, str(value))
     subfolder, _, filename = prefix.rpartition("/")
     full = (folder / subfolder).resolve()
     if os.path.commonpath([folder.resolve(), full]) != str(folder.resolve()):
         raise Exception(
-            f"**** ERROR: Saving image outside the output folder is not allowed.\n full_output_folder: {full}\n"
-            f"         output_dir: {folder}\n         commonpath: {os.path.commonpath([folder.resolve(), full])}"
+            "**** ERROR: Saving image outside the output folder is not allowed."
+            f"\n full_output_folder: {full}\n         output_dir: {folder}"
+            f"\n         commonpath: {os.path.commonpath([folder.resolve(), full])}"
         )
     pattern = re.compile(rf"^{re.escape(filename)}_(\d+)_")
-    counters = [int(m.group(1)) for p in (full.iterdir() if full.is_dir() else []) if (m := pattern.match(p.name))]
+    counters = [
+        int(m.group(1)) for p in (full.iterdir() if full.is_dir() else []) if (m := pattern.match(p.name))
+    ]
     return full, subfolder, filename, max(counters, default=0) + 1
 
 
-async def _save(ctx: RunContext, images: list[Image.Image], folder: Path, prefix: str, type_: str,
-                level: int) -> dict[str, Any]:  # fmt: skip
+async def _save(
+    ctx: RunContext, images: list[Image.Image], folder: Path, prefix: str, type_: str, level: int
+) -> dict[str, Any]:
     first = images[0] if images else Image.new("RGB", (1, 1))
     full, subfolder, filename, counter = _save_name(folder, prefix, first.width, first.height)
     results = []
     for n, img in enumerate(images):
         name = f"{filename.replace('%batch_num%', str(n))}_{counter:05}_.png"
-        extra = ctx.extra_data.get("extra_pnginfo") if isinstance(ctx.extra_data.get("extra_pnginfo"), dict) else None
+        extra = (
+            ctx.extra_data.get("extra_pnginfo")
+            if isinstance(ctx.extra_data.get("extra_pnginfo"), dict)
+            else None
+        )
         await asyncio.to_thread(save_png, img, full / name, ctx.prompt, extra, level)
         results.append({"filename": name, "subfolder": subfolder, "type": type_})
         counter += 1
@@ -212,7 +243,9 @@ async def _save(ctx: RunContext, images: list[Image.Image], folder: Path, prefix
 
 @op("SaveImage")
 async def save_image(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, dict[str, Any]]:
-    return (), await _save(ctx, i["images"], ctx.emulator.folders.output, str(i["filename_prefix"]), "output", 4)
+    return (), await _save(
+        ctx, i["images"], ctx.emulator.folders.output, str(i["filename_prefix"]), "output", 4
+    )
 
 
 @op("PreviewImage")
@@ -255,8 +288,10 @@ async def image_scale(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None
 
 @op("ImageScaleBy")
 async def image_scale_by(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
-    out = [_scale(img, round(img.width * i["scale_by"]), round(img.height * i["scale_by"]), "disabled")
-           for img in i["image"]]  # fmt: skip
+    out = [
+        _scale(img, round(img.width * i["scale_by"]), round(img.height * i["scale_by"]), "disabled")
+        for img in i["image"]
+    ]
     return (out,), None
 
 
@@ -289,7 +324,9 @@ async def controlnet_apply_advanced(ctx: RunContext, i: dict[str, Any]) -> tuple
 @op("UpscaleModelLoader")
 async def upscale_loader(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
     if not ctx.emulator.folders.model_exists("upscale_models", str(i["model_name"])):
-        raise FileNotFoundError(f"Model in folder 'upscale_models' with filename '{i['model_name']}' not found.")
+        raise FileNotFoundError(
+            f"Model in folder 'upscale_models' with filename '{i['model_name']}' not found."
+        )
     return (i["model_name"],), None
 
 

@@ -54,8 +54,14 @@ class Validator:
             spec = resolve_options(node.input_specs()[name], self.lister)
             if name not in inputs:
                 if name in node.required:
-                    errors.append({"type": "required_input_missing", "message": "Required input is missing",
-                                   "details": name, "extra_info": {"input_name": name}})  # fmt: skip
+                    errors.append(
+                        {
+                            "type": "required_input_missing",
+                            "message": "Required input is missing",
+                            "details": name,
+                            "extra_info": {"input_name": name},
+                        }
+                    )
                     valid = False
                 continue
             value = inputs[name]
@@ -70,9 +76,14 @@ class Validator:
         if node.name == "LoadImage" and "image" in inputs and not isinstance(inputs["image"], list):
             image = str(inputs["image"])
             if not self.input_exists(image):
-                errors.append({"type": "custom_validation_failed", "message": "Custom validation failed for node",
-                               "details": f"image - Invalid image file: {image}",
-                               "extra_info": {"input_name": "image"}})  # fmt: skip
+                errors.append(
+                    {
+                        "type": "custom_validation_failed",
+                        "message": "Custom validation failed for node",
+                        "details": f"image - Invalid image file: {image}",
+                        "extra_info": {"input_name": "image"},
+                    }
+                )
                 valid = False
         result = (valid and not errors, errors, unique_id)
         self.validated[unique_id] = result
@@ -81,30 +92,55 @@ class Validator:
     def _link(self, name: str, spec: Any, value: list[Any], errors: list[dict[str, Any]]) -> bool:
         info = [spec[0], *spec[1:]] if len(spec) > 1 else [spec[0]]
         if len(value) != 2:
-            errors.append({"type": "bad_linked_input",
-                           "message": "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                           "details": name, "extra_info": {"input_name": name, "input_config": info,
-                                                           "received_value": value}})  # fmt: skip
+            errors.append(
+                {
+                    "type": "bad_linked_input",
+                    "message": "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                    "details": name,
+                    "extra_info": {"input_name": name, "input_config": info, "received_value": value},
+                }
+            )
             return False
         source_id = value[0]
         source = CATALOGUE[self.prompt[source_id]["class_type"]]  # KeyError for a missing node: ComfyUI's too
         received = source.outputs[value[1]]
         if not _types_match(received, spec[0]):
-            errors.append({"type": "return_type_mismatch", "message": "Return type mismatch between linked nodes",
-                           "details": f"{name}, received_type({received}) mismatch input_type({spec[0]})",
-                           "extra_info": {"input_name": name, "input_config": info, "received_type": received,
-                                          "linked_node": value}})  # fmt: skip
+            errors.append(
+                {
+                    "type": "return_type_mismatch",
+                    "message": "Return type mismatch between linked nodes",
+                    "details": f"{name}, received_type({received}) mismatch input_type({spec[0]})",
+                    "extra_info": {
+                        "input_name": name,
+                        "input_config": info,
+                        "received_type": received,
+                        "linked_node": value,
+                    },
+                }
+            )
             return False
         try:
             ok, _, _ = self.node(source_id)
         except Exception as exc:
-            self.validated[source_id] = (False, [{
-                "type": "exception_during_inner_validation", "message": "Exception when validating inner node",
-                "details": str(exc),
-                "extra_info": {"input_name": name, "input_config": info, "exception_message": str(exc),
-                               "exception_type": _full_type_name(exc),
-                               "traceback": traceback.format_tb(exc.__traceback__), "linked_node": value},
-            }], source_id)  # fmt: skip
+            self.validated[source_id] = (
+                False,
+                [
+                    {
+                        "type": "exception_during_inner_validation",
+                        "message": "Exception when validating inner node",
+                        "details": str(exc),
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": info,
+                            "exception_message": str(exc),
+                            "exception_type": _full_type_name(exc),
+                            "traceback": traceback.format_tb(exc.__traceback__),
+                            "linked_node": value,
+                        },
+                    }
+                ],
+                source_id,
+            )
             return False
         return ok
 
@@ -120,35 +156,68 @@ class Validator:
                 value = CONVERT[type_input](value)
                 self.prompt[unique_id]["inputs"][name] = value
             except (TypeError, ValueError, OverflowError) as exc:
-                errors.append({"type": "invalid_input_type",
-                               "message": f"Failed to convert an input value to a {type_input} value",
-                               "details": f"{name}, {value}, {exc}",
-                               "extra_info": {"input_name": name, "input_config": info, "received_value": value,
-                                              "exception_message": str(exc)}})  # fmt: skip
+                errors.append(
+                    {
+                        "type": "invalid_input_type",
+                        "message": f"Failed to convert an input value to a {type_input} value",
+                        "details": f"{name}, {value}, {exc}",
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": info,
+                            "received_value": value,
+                            "exception_message": str(exc),
+                        },
+                    }
+                )
                 return False
             if "min" in options and value < options["min"]:
-                errors.append(self._range("value_smaller_than_min", f"Value {value} smaller than min of "
-                                          f"{options['min']}", name, info, value))  # fmt: skip
+                errors.append(
+                    self._range(
+                        "value_smaller_than_min",
+                        f"Value {value} smaller than min of {options['min']}",
+                        name,
+                        info,
+                        value,
+                    )
+                )
                 return False
             if "max" in options and value > options["max"]:
-                errors.append(self._range("value_bigger_than_max", f"Value {value} bigger than max of "
-                                          f"{options['max']}", name, info, value))  # fmt: skip
+                errors.append(
+                    self._range(
+                        "value_bigger_than_max",
+                        f"Value {value} bigger than max of {options['max']}",
+                        name,
+                        info,
+                        value,
+                    )
+                )
                 return False
         if isinstance(type_input, list) and not (node.name == "LoadImage" and name == "image"):
             if value not in type_input:
                 listing = f"(list of length {len(type_input)})" if len(type_input) > 20 else repr(type_input)
-                errors.append({"type": "value_not_in_list", "message": "Value not in list",
-                               "details": f"{name}: '{value}' not in {listing}",
-                               "extra_info": {"input_name": name,
-                                              "input_config": None if len(type_input) > 20 else info,
-                                              "received_value": value}})  # fmt: skip
+                errors.append(
+                    {
+                        "type": "value_not_in_list",
+                        "message": "Value not in list",
+                        "details": f"{name}: '{value}' not in {listing}",
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": None if len(type_input) > 20 else info,
+                            "received_value": value,
+                        },
+                    }
+                )
                 return False
         return True
 
     @staticmethod
     def _range(type_: str, message: str, name: str, info: Any, value: Any) -> dict[str, Any]:
-        return {"type": type_, "message": message, "details": name,
-                "extra_info": {"input_name": name, "input_config": info, "received_value": value}}  # fmt: skip
+        return {
+            "type": type_,
+            "message": message,
+            "details": name,
+            "extra_info": {"input_name": name, "input_config": info, "received_value": value},
+        }
 
 
 def validate_prompt(
@@ -159,15 +228,23 @@ def validate_prompt(
     outputs: list[str] = []
     for node_id, node in prompt.items():
         if not isinstance(node, dict) or "class_type" not in node:
-            err = prompt_error("invalid_prompt", "Cannot execute because a node is missing the class_type property.",
-                               f"Node ID '#{node_id}'")  # fmt: skip
+            err = prompt_error(
+                "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.",
+                f"Node ID '#{node_id}'",
+            )
             return False, err, [], {}
         if node["class_type"] not in CATALOGUE:
-            err = prompt_error("invalid_prompt", f"Cannot execute because node {node['class_type']} does not exist.",
-                               f"Node ID '#{node_id}'")  # fmt: skip
+            err = prompt_error(
+                "invalid_prompt",
+                f"Cannot execute because node {node['class_type']} does not exist.",
+                f"Node ID '#{node_id}'",
+            )
             return False, err, [], {}
         node.setdefault("inputs", {})
-        if CATALOGUE[node["class_type"]].output_node and (partial_targets is None or node_id in partial_targets):
+        if CATALOGUE[node["class_type"]].output_node and (
+            partial_targets is None or node_id in partial_targets
+        ):
             outputs.append(node_id)
     if not outputs:
         return False, prompt_error("prompt_no_outputs", "Prompt has no outputs", ""), [], {}
@@ -181,9 +258,17 @@ def validate_prompt(
             valid, reasons, _ = validator.node(out)
         except Exception as exc:
             valid = False
-            reasons = [{"type": "exception_during_validation", "message": "Exception when validating node",
-                        "details": str(exc), "extra_info": {"exception_type": _full_type_name(exc),
-                                                            "traceback": traceback.format_tb(exc.__traceback__)}}]  # fmt: skip
+            reasons = [
+                {
+                    "type": "exception_during_validation",
+                    "message": "Exception when validating node",
+                    "details": str(exc),
+                    "extra_info": {
+                        "exception_type": _full_type_name(exc),
+                        "traceback": traceback.format_tb(exc.__traceback__),
+                    },
+                }
+            ]
             validator.validated[out] = (False, reasons, out)
         if valid:
             good.append(out)
@@ -192,12 +277,17 @@ def validate_prompt(
         for node_id, (ok, errs, _) in validator.validated.items():
             if not ok and errs:
                 entry = node_errors.setdefault(
-                    node_id, {"errors": errs, "dependent_outputs": [], "class_type": prompt[node_id]["class_type"]}
+                    node_id,
+                    {"errors": errs, "dependent_outputs": [], "class_type": prompt[node_id]["class_type"]},
                 )
                 entry["dependent_outputs"].append(out)
     if not good:
         details = "\n".join(f"{e['message']}: {e['details']}" for _, errs in failures for e in errs)
-        err = {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-               "details": details, "extra_info": {}}  # fmt: skip
+        err = {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": details,
+            "extra_info": {},
+        }
         return False, err, [], node_errors
     return True, None, good, node_errors

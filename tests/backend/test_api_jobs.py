@@ -74,8 +74,11 @@ def test_unknown_style_is_refused_naming_the_styles(api_stack: Stack) -> None:
 
 def test_not_json_and_wrong_types_at_top_level(api_stack: Stack) -> None:
     with api_stack.client() as c:
-        assert_error(c.post("/api/jobs", content=b"{not json", headers={"content-type": "application/json"}),
-                     422, "invalid_input")  # fmt: skip
+        assert_error(
+            c.post("/api/jobs", content=b"{not json", headers={"content-type": "application/json"}),
+            422,
+            "invalid_input",
+        )
         assert_error(c.post("/api/jobs", json=["a", "list"]), 422, "invalid_input")
 
 
@@ -86,8 +89,11 @@ def test_idempotency_key_returns_the_same_job_and_refuses_a_different_body(api_s
         b = c.post("/api/jobs", json=body, headers={"Idempotency-Key": "retry-42"})
         assert a.json()["id"] == b.json()["id"]
         assert len(c.get("/api/jobs").json()["items"]) == 1
-        assert_error(c.post("/api/jobs", json=job_body(), headers={"Idempotency-Key": "retry-42"}),
-                     409, "idempotency_key_reused")  # fmt: skip
+        assert_error(
+            c.post("/api/jobs", json=job_body(), headers={"Idempotency-Key": "retry-42"}),
+            409,
+            "idempotency_key_reused",
+        )
     with api_stack.client(OTHER_TOKEN) as other:  # keys are per designer
         assert other.post("/api/jobs", json=body, headers={"Idempotency-Key": "retry-42"}).status_code == 201
 
@@ -115,15 +121,20 @@ def test_another_designers_job_is_a_404(api_stack: Stack) -> None:
 
 def test_list_is_newest_first_with_cursor_pages_and_filters(api_stack: Stack) -> None:
     with api_stack.client() as c:
-        ids = [c.post("/api/jobs", json=job_body(style=s)).json()["id"]
-               for s in ("indochine", "minimalist", "none", "indochine", "none")]  # fmt: skip
+        ids = [
+            c.post("/api/jobs", json=job_body(style=s)).json()["id"]
+            for s in ("indochine", "minimalist", "none", "indochine", "none")
+        ]
         page1 = c.get("/api/jobs", params={"limit": 2}).json()
         page2 = c.get("/api/jobs", params={"limit": 2, "cursor": page1["next_cursor"]}).json()
         page3 = c.get("/api/jobs", params={"limit": 2, "cursor": page2["next_cursor"]}).json()
         seen = [j["id"] for j in page1["items"] + page2["items"] + page3["items"]]
         assert seen == ids[::-1]
         assert page3["next_cursor"] is None
-        assert [j["style"] for j in c.get("/api/jobs", params={"style": "none"}).json()["items"]] == ["none", "none"]
+        assert [j["style"] for j in c.get("/api/jobs", params={"style": "none"}).json()["items"]] == [
+            "none",
+            "none",
+        ]
         assert c.get("/api/jobs", params={"status": "succeeded"}).json()["items"] == []
         assert len(c.get("/api/jobs", params={"status": ["queued"], "kind": "text"}).json()["items"]) == 5
         assert_error(c.get("/api/jobs", params={"cursor": "garbage!"}), 422, "invalid_cursor")
@@ -192,9 +203,20 @@ def test_health_and_metrics(api_stack: Stack) -> None:
 
 def test_openapi_documents_every_route(api_stack: Stack) -> None:
     paths = httpx.get(f"{api_stack.url}/openapi.json").json()["paths"]
-    for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel", "/api/jobs/{job_id}/retry",
-                 "/api/jobs/{job_id}/events", "/api/uploads", "/api/images/{image_id}",
-                 "/api/images/{image_id}/thumbnail", "/api/styles", "/healthz", "/readyz", "/metrics"):  # fmt: skip
+    for path in (
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/cancel",
+        "/api/jobs/{job_id}/retry",
+        "/api/jobs/{job_id}/events",
+        "/api/uploads",
+        "/api/images/{image_id}",
+        "/api/images/{image_id}/thumbnail",
+        "/api/styles",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in paths, path
 
 

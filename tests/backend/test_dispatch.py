@@ -66,8 +66,10 @@ def test_text_job_renders_and_its_images_download(stack: Stack) -> None:
 def test_sketch_job_renders_through_controlnet(stack: Stack) -> None:
     with stack.client() as c:
         up = c.post("/api/uploads", files={"file": ("room.jpg", sketch_png(fmt="JPEG"), "image/jpeg")}).json()
-        job = c.post("/api/jobs", json=job_body(kind="sketch", upload_id=up["id"], style="minimalist",
-                                                sketch_strength=1.1)).json()  # fmt: skip
+        job = c.post(
+            "/api/jobs",
+            json=job_body(kind="sketch", upload_id=up["id"], style="minimalist", sketch_strength=1.1),
+        ).json()
         stack.drain()
         done = job_status(c, job["id"])
         assert done["status"] == "succeeded", done
@@ -79,7 +81,10 @@ def test_sketch_job_renders_through_controlnet(stack: Stack) -> None:
 
 def test_each_style_and_none_render(stack: Stack) -> None:
     with stack.client() as c:
-        ids = [c.post("/api/jobs", json=job_body(style=s)).json()["id"] for s in ("indochine", "minimalist", "none")]
+        ids = [
+            c.post("/api/jobs", json=job_body(style=s)).json()["id"]
+            for s in ("indochine", "minimalist", "none")
+        ]
         stack.drain()
         assert [job_status(c, i)["status"] for i in ids] == ["succeeded"] * 3
 
@@ -142,14 +147,18 @@ def test_cancel_a_running_job_interrupts_it_in_comfyui(stack: Stack) -> None:
         job = c.post("/api/jobs", json=job_body(**SLOW_PARAMS)).json()
         dispatcher = stack.dispatcher_thread().start()
         try:
-            wait_until(lambda: job_status(c, job["id"])["progress"]["value"] >= 1, 30, what="sampling to start")
+            wait_until(
+                lambda: job_status(c, job["id"])["progress"]["value"] >= 1, 30, what="sampling to start"
+            )
             r = c.post(f"/api/jobs/{job['id']}/cancel")
             assert r.status_code == 200 and r.json()["cancel_requested"] is True
             done = wait_status(c, job["id"], {"cancelled", "succeeded", "failed"})
             assert done["status"] == "cancelled"
             assert done["progress"]["value"] < 100
             assert done["images"] == []
-            assert_error(c.post(f"/api/jobs/{job['id']}/retry", json={"new_seed": "yes"}), 422, "invalid_input")
+            assert_error(
+                c.post(f"/api/jobs/{job['id']}/retry", json={"new_seed": "yes"}), 422, "invalid_input"
+            )
             follow_up = c.post("/api/jobs", json=job_body()).json()  # ComfyUI goes on with the next job
             assert wait_status(c, follow_up["id"], {"succeeded", "failed"})["status"] == "succeeded"
         finally:
@@ -164,10 +173,14 @@ def test_cancel_a_job_prequeued_in_comfyui_removes_it_there(stack: Stack) -> Non
         try:
             wait_until(lambda: job_status(c, waiting["id"])["status"] == "running", 30, what="pre-queue")
             assert c.post(f"/api/jobs/{waiting['id']}/cancel").status_code == 200
-            assert wait_status(c, waiting["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+            assert (
+                wait_status(c, waiting["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+            )
             assert job_status(c, blocker["id"])["status"] == "running"
             c.post(f"/api/jobs/{blocker['id']}/cancel")
-            assert wait_status(c, blocker["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+            assert (
+                wait_status(c, blocker["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+            )
         finally:
             dispatcher.stop()
 
@@ -211,7 +224,9 @@ def test_two_dispatchers_never_run_a_job_twice(stack: Stack) -> None:
         one, two = stack.dispatcher_thread().start(), stack.dispatcher_thread().start()
         try:
             for job_id in ids:
-                assert wait_status(c, job_id, {"succeeded", "failed", "cancelled"}, 60)["status"] == "succeeded"
+                assert (
+                    wait_status(c, job_id, {"succeeded", "failed", "cancelled"}, 60)["status"] == "succeeded"
+                )
         finally:
             one.stop()
             two.stop()

@@ -29,8 +29,16 @@ async def add_jobs(sm, n: int, lora: str = "", kind: str = "text", **extra) -> l
     ids = []
     async with sm() as s, s.begin():
         for i in range(n):
-            job = Job(designer_id="d1", kind=kind, style="x", lora_name=lora, params={"i": i}, params_hash="h",
-                      seed=i, **extra)  # fmt: skip
+            job = Job(
+                designer_id="d1",
+                kind=kind,
+                style="x",
+                lora_name=lora,
+                params={"i": i},
+                params_hash="h",
+                seed=i,
+                **extra,
+            )
             await job_queue.enqueue(s, job)
             ids.append(job.id)
     return ids
@@ -38,8 +46,9 @@ async def add_jobs(sm, n: int, lora: str = "", kind: str = "text", **extra) -> l
 
 async def claim(sm, worker: str, preferred: str | None = None, kinds=("text",)) -> Job | None:
     async with sm() as s, s.begin():
-        return await job_queue.claim_next(s, worker_id=worker, kinds=kinds, executor="comfy", instance="i1",
-                                          preferred_lora=preferred)  # fmt: skip
+        return await job_queue.claim_next(
+            s, worker_id=worker, kinds=kinds, executor="comfy", instance="i1", preferred_lora=preferred
+        )
 
 
 async def test_concurrent_claims_never_hand_out_a_job_twice(sm) -> None:
@@ -99,7 +108,9 @@ async def test_only_the_holder_can_finish_and_only_once(sm) -> None:
         assert await job_queue.fail(s, job_id, "w1", "x", "late") is None
         job = await s.get(Job, job_id)
         assert job.status == JobStatus.succeeded
-        types = (await s.scalars(select(JobEvent.type).where(JobEvent.job_id == job_id).order_by(JobEvent.id))).all()
+        types = (
+            await s.scalars(select(JobEvent.type).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
+        ).all()
     assert list(types) == ["queued", "claimed", "succeeded"]
 
 
@@ -108,7 +119,9 @@ async def test_stalled_jobs_are_adopted_once(sm) -> None:
     await claim(sm, "dead")
     await claim(sm, "alive")
     async with sm() as s, s.begin():
-        await s.execute(update(Job).where(Job.claimed_by == "dead").values(heartbeat_at=utcnow() - timedelta(seconds=60)))
+        await s.execute(
+            update(Job).where(Job.claimed_by == "dead").values(heartbeat_at=utcnow() - timedelta(seconds=60))
+        )
         held = await job_queue.heartbeat(s, "alive", [ids[1]])
     assert set(held) == {ids[1]}
 

@@ -39,8 +39,14 @@ async def test_local_storage_failure_is_a_storage_error(tmp_path: Path) -> None:
 
 def s3_settings(moto: MotoServer, bucket: str = "studio-renders") -> Settings:
     moto.client("s3").create_bucket(Bucket=bucket)
-    return Settings(_env_file=None, storage_backend="s3", s3_bucket=bucket, s3_prefix="renders",  # type: ignore[call-arg]
-                    s3_endpoint_url=moto.endpoint_url, s3_presign_ttl_s=60)  # fmt: skip
+    return Settings(
+        _env_file=None,
+        storage_backend="s3",
+        s3_bucket=bucket,
+        s3_prefix="renders",  # type: ignore[call-arg]
+        s3_endpoint_url=moto.endpoint_url,
+        s3_presign_ttl_s=60,
+    )
 
 
 async def test_s3_storage_round_trip_with_encryption_and_presigned_urls(moto: MotoServer) -> None:

@@ -22,8 +22,12 @@ def upload(c, data: bytes, name: str = "sketch.png", content_type: str = "image/
     return c.post("/api/uploads", files={"file": (name, data, content_type)})
 
 
-@pytest.mark.parametrize(("fmt", "ctype"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
-def test_png_jpeg_webp_are_accepted_and_reencoded_as_greyscale_png(api_stack: Stack, fmt: str, ctype: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "ctype"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")]
+)
+def test_png_jpeg_webp_are_accepted_and_reencoded_as_greyscale_png(
+    api_stack: Stack, fmt: str, ctype: str
+) -> None:
     with api_stack.client() as c:
         r = upload(c, sketch_png(fmt=fmt), f"s.{fmt.lower()}", ctype)
         assert r.status_code == 201, r.text
@@ -57,7 +61,9 @@ def test_white_lines_on_black_are_not_inverted(api_stack: Stack) -> None:
     with api_stack.client() as c:
         up = upload(c, sketch_png(dark_on_light=False)).json()
         assert up["dark_lines"] is False
-        preview = Image.open(io.BytesIO(c.get(up["preview_url"], params={"width": 512, "height": 512}).content))
+        preview = Image.open(
+            io.BytesIO(c.get(up["preview_url"], params={"width": 512, "height": 512}).content)
+        )
     assert preview.size == (512, 512)
     assert mean(preview) < 60  # still mostly black: not inverted
 
@@ -74,11 +80,17 @@ def test_preview_shows_the_sketch_as_controlnet_gets_it(api_stack: Stack) -> Non
 
 def _png_with_size(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge size (a decompression bomb's first bytes)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +98,13 @@ def _png_with_size(width: int, height: int) -> bytes:
     [
         (b"just some text", "notes.png", "image/png", 415, "not_an_image"),
         (b"%PDF-1.4 fake", "plan.pdf", "application/pdf", 415, "unsupported_media_type"),
-        (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "s.svg", "image/svg+xml", 415, "unsupported_media_type"),
+        (
+            b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+            "s.svg",
+            "image/svg+xml",
+            415,
+            "unsupported_media_type",
+        ),
         (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "s.png", "image/png", 415, "not_an_image"),
         (sketch_png()[:300], "truncated.png", "image/png", 422, "corrupt_image"),
         (_png_with_size(100_000, 100_000), "bomb.png", "image/png", 413, "image_too_large"),
@@ -100,8 +118,11 @@ def _png_with_size(width: int, height: int) -> bytes:
 def test_bad_files_are_refused_and_store_nothing(api_stack: Stack, data, name, ctype, status, code) -> None:
     with api_stack.client() as c:
         assert_error(upload(c, data, name, ctype), status, code)
-    assert not list((api_stack.settings.data_dir / "uploads").rglob("*.png")) if (
-        api_stack.settings.data_dir / "uploads").exists() else True
+    assert (
+        not list((api_stack.settings.data_dir / "uploads").rglob("*.png"))
+        if (api_stack.settings.data_dir / "uploads").exists()
+        else True
+    )
 
 
 def test_upload_over_the_byte_limit_is_413(db_url: str, tmp_path) -> None:

@@ -14,15 +14,31 @@ from loras.manifest import load_manifest, parse_manifest
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "mlserver" / "workflows"
 MANIFEST = load_manifest()
-PARAMS = {"kind": "text", "prompt": "sunlit living room", "negative_prompt": "clutter", "style": "indochine",
-          "width": 768, "height": 512, "steps": 20, "cfg": 6.5, "sampler": "euler", "scheduler": "normal",
-          "num_images": 2, "lora_strength": None, "sketch_strength": 0.7}  # fmt: skip
+PARAMS = {
+    "kind": "text",
+    "prompt": "sunlit living room",
+    "negative_prompt": "clutter",
+    "style": "indochine",
+    "width": 768,
+    "height": 512,
+    "steps": 20,
+    "cfg": 6.5,
+    "sampler": "euler",
+    "scheduler": "normal",
+    "num_images": 2,
+    "lora_strength": None,
+    "sketch_strength": 0.7,
+}
 
 
 def graph(kind: str = "text", **params) -> dict:
     p = {**PARAMS, "kind": kind, **params}
-    inputs = GraphInputs(kind, p, seed=42, job_id="job-1", sketch_name="sketches/abc.png" if kind == "sketch" else None)
-    return build_graph(inputs, MANIFEST, WORKFLOWS, checkpoint="ckpt.safetensors", controlnet="cn.safetensors")
+    inputs = GraphInputs(
+        kind, p, seed=42, job_id="job-1", sketch_name="sketches/abc.png" if kind == "sketch" else None
+    )
+    return build_graph(
+        inputs, MANIFEST, WORKFLOWS, checkpoint="ckpt.safetensors", controlnet="cn.safetensors"
+    )
 
 
 def links(g: dict) -> list[list]:
@@ -32,13 +48,24 @@ def links(g: dict) -> list[list]:
 def test_text_graph_fills_every_value_from_the_job_and_the_style() -> None:
     g = graph()
     assert g["4"]["inputs"]["ckpt_name"] == "ckpt.safetensors"
-    assert g["10"]["inputs"] == {"model": ["4", 0], "clip": ["4", 1], "lora_name": "indochine_v1.safetensors",
-                                 "strength_model": 0.8, "strength_clip": 0.8}  # fmt: skip
+    assert g["10"]["inputs"] == {
+        "model": ["4", 0],
+        "clip": ["4", 1],
+        "lora_name": "indochine_v1.safetensors",
+        "strength_model": 0.8,
+        "strength_clip": 0.8,
+    }
     assert g["6"]["inputs"]["text"].startswith("indochine style, sunlit living room")
     assert g["7"]["inputs"]["text"].startswith("clutter")
     assert g["5"]["inputs"] == {"width": 768, "height": 512, "batch_size": 2}
     k = g["3"]["inputs"]
-    assert (k["seed"], k["steps"], k["cfg"], k["sampler_name"], k["scheduler"]) == (42, 20, 6.5, "euler", "normal")
+    assert (k["seed"], k["steps"], k["cfg"], k["sampler_name"], k["scheduler"]) == (
+        42,
+        20,
+        6.5,
+        "euler",
+        "normal",
+    )
     assert g["9"]["inputs"]["filename_prefix"] == "renders/job-1"
     assert all("_meta" not in node for node in g.values())
 
@@ -67,14 +94,18 @@ def test_sketch_graph_uses_the_upload_the_size_and_the_strength() -> None:
 
 
 def test_light_lines_on_black_skip_the_invert() -> None:
-    inputs = GraphInputs("sketch", {**PARAMS, "kind": "sketch"}, 1, "j", "sketches/a.png", sketch_dark_lines=False)
+    inputs = GraphInputs(
+        "sketch", {**PARAMS, "kind": "sketch"}, 1, "j", "sketches/a.png", sketch_dark_lines=False
+    )
     g = build_graph(inputs, MANIFEST, WORKFLOWS, checkpoint="c", controlnet="n")
     assert "12" not in g
     assert g["13"]["inputs"]["image"] == ["11", 0]
 
 
 def test_a_style_added_only_in_the_manifest_builds_a_graph(tmp_path: Path) -> None:
-    text = (ROOT / "loras" / "styles.toml").read_text() + '''
+    text = (
+        (ROOT / "loras" / "styles.toml").read_text()
+        + """
 [styles.japandi]
 display_name = "Japandi"
 description = "Japanese calm meets Scandinavian warmth."
@@ -86,7 +117,8 @@ strength_clip = 0.5
 prompt_template = "{trigger}, {prompt}, photoreal"
 negative_template = "{negative}, clutter"
 preview_image = "previews/japandi.png"
-'''
+"""
+    )
     import tomllib
 
     manifest = parse_manifest(tomllib.loads(text), tmp_path / "styles.toml")

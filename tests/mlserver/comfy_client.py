@@ -65,5 +65,9 @@ def collect(ws: ClientConnection, prompt_id: str, timeout_s: float = 60) -> list
         if msg["type"] != "status" and msg["data"].get("prompt_id") not in (None, prompt_id):
             continue
         messages.append(msg)
-        if msg["type"] == "executing" and msg["data"]["node"] is None and msg["data"].get("prompt_id") == prompt_id:
+        if (
+            msg["type"] == "executing"
+            and msg["data"]["node"] is None
+            and msg["data"].get("prompt_id") == prompt_id
+        ):
             return messages

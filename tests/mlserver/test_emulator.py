@@ -129,9 +129,24 @@ def test_renders_are_deterministic_and_differ_by_seed() -> None:
 
 def test_catalogue_has_comfyuis_sampler_and_scheduler_lists() -> None:
     assert len(SAMPLERS) == 42 and SAMPLERS[-1] == "uni_pc_bh2"
-    assert SCHEDULERS == ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
-                          "linear_quadratic", "kl_optimal"]  # fmt: skip
-    assert CATALOGUE["KSampler"].input_specs()["steps"] == ("INT", {"default": 20, "min": 1, "max": 10000,
-                                                                    "tooltip": "The number of steps used in the "
-                                                                               "denoising process."})  # fmt: skip
+    assert SCHEDULERS == [
+        "simple",
+        "sgm_uniform",
+        "karras",
+        "exponential",
+        "ddim_uniform",
+        "beta",
+        "normal",
+        "linear_quadratic",
+        "kl_optimal",
+    ]
+    assert CATALOGUE["KSampler"].input_specs()["steps"] == (
+        "INT",
+        {
+            "default": 20,
+            "min": 1,
+            "max": 10000,
+            "tooltip": "The number of steps used in the denoising process.",
+        },
+    )
     assert CATALOGUE["ControlNetApplyAdvanced"].output_names == ("positive", "negative")

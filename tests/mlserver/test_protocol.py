@@ -35,7 +35,9 @@ def test_a_run_sends_comfyuis_message_sequence_and_writes_history(comfy: Comfy) 
     assert seq[0] == "execution_start" and seq[1] == "execution_cached"
     assert seq[-2:] == ["execution_success", "executing"]
     executing = [m["data"]["node"] for m in messages if m["type"] == "executing"][:-1]
-    assert set(executing) == {"4", "10", "6", "7", "5", "3", "8", "9"}
+    cached = next(m for m in messages if m["type"] == "execution_cached")["data"]["nodes"]
+    assert set(executing) | set(cached) == {"4", "10", "6", "7", "5", "3", "8", "9"}
+    assert {"6", "3", "8", "9"} <= set(executing)  # the new text re-runs the encoder and everything after
     progress = [m["data"] for m in messages if m["type"] == "progress"]
     assert [p["value"] for p in progress] == [1, 2, 3] and {p["max"] for p in progress} == {3}
     assert all(p["node"] == "3" and p["prompt_id"] == prompt_id for p in progress)
@@ -53,10 +55,21 @@ def test_a_run_sends_comfyuis_message_sequence_and_writes_history(comfy: Comfy) 
     assert entry["prompt"][3]["client_id"] == comfy.client_id
     assert entry["outputs"]["9"]["images"] == [image]
     assert entry["status"]["status_str"] == "success" and entry["status"]["completed"] is True
-    assert [m[0] for m in entry["status"]["messages"]] == ["execution_start", "execution_cached", "execution_success"]
-    assert entry["meta"]["9"] == {"node_id": "9", "display_node": "9", "parent_node": None, "real_node_id": "9"}
+    assert [m[0] for m in entry["status"]["messages"]] == [
+        "execution_start",
+        "execution_cached",
+        "execution_success",
+    ]
+    assert entry["meta"]["9"] == {
+        "node_id": "9",
+        "display_node": "9",
+        "parent_node": None,
+        "real_node_id": "9",
+    }
 
-    png = comfy.http.get("/view", params={"filename": image["filename"], "subfolder": "renders", "type": "output"})
+    png = comfy.http.get(
+        "/view", params={"filename": image["filename"], "subfolder": "renders", "type": "output"}
+    )
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert png.headers["content-disposition"] == f'filename="{image["filename"]}"'
     img = Image.open(io.BytesIO(png.content))
@@ -158,21 +171,29 @@ def test_upload_then_load_image_in_the_sketch_graph(comfy: Comfy) -> None:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     sub = f"sketches/{uuid.uuid4().hex[:6]}"
-    r = comfy.http.post("/upload/image", files={"image": ("s.png", buf.getvalue(), "image/png")},
-                        data={"subfolder": sub, "type": "input"})  # fmt: skip
+    r = comfy.http.post(
+        "/upload/image",
+        files={"image": ("s.png", buf.getvalue(), "image/png")},
+        data={"subfolder": sub, "type": "input"},
+    )
     assert r.status_code == 200 and r.json() == {"name": "s.png", "subfolder": sub, "type": "input"}
-    again = comfy.http.post("/upload/image", files={"image": ("s.png", buf.getvalue(), "image/png")},
-                            data={"subfolder": sub})  # fmt: skip
+    again = comfy.http.post(
+        "/upload/image", files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"subfolder": sub}
+    )
     assert again.json()["name"] == "s.png"  # same content: same name
     other = io.BytesIO()
     Image.new("RGB", (320, 240), "black").save(other, "PNG")
-    renamed = comfy.http.post("/upload/image", files={"image": ("s.png", other.getvalue(), "image/png")},
-                              data={"subfolder": sub})  # fmt: skip
+    renamed = comfy.http.post(
+        "/upload/image", files={"image": ("s.png", other.getvalue(), "image/png")}, data={"subfolder": sub}
+    )
     assert renamed.json()["name"] == "s (1).png"
-    _, messages = comfy.run(graph("sketch2img", **{"11.image": f"{sub}/s.png", "13.width": 256, "13.height": 256}))
+    _, messages = comfy.run(
+        graph("sketch2img", **{"11.image": f"{sub}/s.png", "13.width": 256, "13.height": 256})
+    )
     assert "execution_success" in types(messages)
-    escape = comfy.http.post("/upload/image", files={"image": ("x.png", b"x", "image/png")},
-                             data={"subfolder": "../../etc"})  # fmt: skip
+    escape = comfy.http.post(
+        "/upload/image", files={"image": ("x.png", b"x", "image/png")}, data={"subfolder": "../../etc"}
+    )
     assert escape.status_code == 400
     assert comfy.http.post("/upload/image", data={"type": "input"}).status_code == 400
 
@@ -196,16 +217,29 @@ def error_of(r: httpx.Response) -> dict:
 
 def test_prompt_level_validation_errors(comfy: Comfy) -> None:
     body = error_of(comfy.http.post("/prompt", json={"client_id": "x"}))
-    assert body == {"error": {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided",
-                              "extra_info": {}}, "node_errors": {}}  # fmt: skip
+    assert body == {
+        "error": {
+            "type": "no_prompt",
+            "message": "No prompt provided",
+            "details": "No prompt provided",
+            "extra_info": {},
+        },
+        "node_errors": {},
+    }
     g = graph()
     del g["4"]["class_type"]
     assert error_of(comfy.post(g))["error"] == {
-        "type": "invalid_prompt", "message": "Cannot execute because a node is missing the class_type property.",
-        "details": "Node ID '#4'", "extra_info": {}}  # fmt: skip
+        "type": "invalid_prompt",
+        "message": "Cannot execute because a node is missing the class_type property.",
+        "details": "Node ID '#4'",
+        "extra_info": {},
+    }
     g = graph()
     g["4"]["class_type"] = "NoSuchNode"
-    assert error_of(comfy.post(g))["error"]["message"] == "Cannot execute because node NoSuchNode does not exist."
+    assert (
+        error_of(comfy.post(g))["error"]["message"]
+        == "Cannot execute because node NoSuchNode does not exist."
+    )
     g = graph()
     del g["9"]
     assert error_of(comfy.post(g))["error"]["type"] == "prompt_no_outputs"
@@ -224,9 +258,12 @@ def node_error(r: httpx.Response, node: str) -> list[dict]:
 
 def test_node_validation_errors_have_comfyuis_shape(comfy: Comfy) -> None:
     (err,) = node_error(comfy.post(graph(**{"3.sampler_name": "euler_a"})), "3")
-    assert err == {"type": "value_not_in_list", "message": "Value not in list",
-                   "details": "sampler_name: 'euler_a' not in (list of length 42)",
-                   "extra_info": {"input_name": "sampler_name", "input_config": None, "received_value": "euler_a"}}  # fmt: skip
+    assert err == {
+        "type": "value_not_in_list",
+        "message": "Value not in list",
+        "details": "sampler_name: 'euler_a' not in (list of length 42)",
+        "extra_info": {"input_name": "sampler_name", "input_config": None, "received_value": "euler_a"},
+    }
     (err,) = node_error(comfy.post(graph(**{"3.scheduler": "fast"})), "3")
     assert err["details"].startswith("scheduler: 'fast' not in ['simple', 'sgm_uniform', 'karras'")
     assert err["extra_info"]["input_config"][0][:2] == ["simple", "sgm_uniform"]
@@ -236,14 +273,21 @@ def test_node_validation_errors_have_comfyuis_shape(comfy: Comfy) -> None:
     (err,) = node_error(comfy.post(graph(**{"3.steps": 10001})), "3")
     assert err["type"] == "value_bigger_than_max" and err["message"] == "Value 10001 bigger than max of 10000"
     (err,) = node_error(comfy.post(graph(**{"3.cfg": "high"})), "3")
-    assert err["type"] == "invalid_input_type" and err["message"] == "Failed to convert an input value to a FLOAT value"
+    assert (
+        err["type"] == "invalid_input_type"
+        and err["message"] == "Failed to convert an input value to a FLOAT value"
+    )
     (err,) = node_error(comfy.post(graph(**{"4.ckpt_name": "nope.safetensors"})), "4")
     assert err["type"] == "value_not_in_list" and err["extra_info"]["received_value"] == "nope.safetensors"
     g = graph()
     del g["3"]["inputs"]["steps"]
     (err,) = node_error(comfy.post(g), "3")
-    assert err == {"type": "required_input_missing", "message": "Required input is missing", "details": "steps",
-                   "extra_info": {"input_name": "steps"}}  # fmt: skip
+    assert err == {
+        "type": "required_input_missing",
+        "message": "Required input is missing",
+        "details": "steps",
+        "extra_info": {"input_name": "steps"},
+    }
     (err,) = node_error(comfy.post(graph(**{"3.positive": ["6", 0, 1]})), "3")
     assert err["type"] == "bad_linked_input"
     (err,) = node_error(comfy.post(graph(**{"3.positive": ["5", 0]})), "3")
@@ -253,8 +297,12 @@ def test_node_validation_errors_have_comfyuis_shape(comfy: Comfy) -> None:
 
 def test_missing_input_image_and_links_to_missing_nodes(comfy: Comfy) -> None:
     (err,) = node_error(comfy.post(graph("sketch2img", **{"11.image": "nope/none.png"})), "11")
-    assert err == {"type": "custom_validation_failed", "message": "Custom validation failed for node",
-                   "details": "image - Invalid image file: nope/none.png", "extra_info": {"input_name": "image"}}  # fmt: skip
+    assert err == {
+        "type": "custom_validation_failed",
+        "message": "Custom validation failed for node",
+        "details": "image - Invalid image file: nope/none.png",
+        "extra_info": {"input_name": "image"},
+    }
     body = error_of(comfy.post(graph(**{"9.images": ["99", 0]})))
     (err,) = body["node_errors"]["9"]["errors"]
     assert err["type"] == "exception_during_validation" and err["details"] == "'99'"
@@ -303,10 +351,25 @@ def test_models_object_info_features_system_stats(comfy: Comfy) -> None:
     assert info["output"] == ["LATENT"] and info["output_node"] is False
     assert comfy.http.get("/object_info/NoSuchNode").json() == {}
     everything = comfy.http.get("/object_info").json()
-    for name in ("CheckpointLoaderSimple", "LoraLoader", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
-                 "KSamplerAdvanced", "VAEDecode", "VAEEncode", "SaveImage", "PreviewImage", "LoadImage",
-                 "ImageInvert", "ImageScale", "ControlNetLoader", "ControlNetApplyAdvanced", "LatentUpscaleBy",
-                 "ImageScaleBy"):  # fmt: skip
+    for name in (
+        "CheckpointLoaderSimple",
+        "LoraLoader",
+        "CLIPTextEncode",
+        "EmptyLatentImage",
+        "KSampler",
+        "KSamplerAdvanced",
+        "VAEDecode",
+        "VAEEncode",
+        "SaveImage",
+        "PreviewImage",
+        "LoadImage",
+        "ImageInvert",
+        "ImageScale",
+        "ControlNetLoader",
+        "ControlNetApplyAdvanced",
+        "LatentUpscaleBy",
+        "ImageScaleBy",
+    ):
         assert name in everything, name
     assert everything["SaveImage"]["output_node"] is True
     assert everything["Canny"]["display_name"] is None

@@ -27,10 +27,19 @@ class MotoServer:
     endpoint_url: str
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        config = Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                        retries={"max_attempts": 2, "mode": "standard"})
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION,
-                            config=config, **CREDENTIALS, **kwargs)
+        config = Config(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            config=config,
+            **CREDENTIALS,
+            **kwargs,
+        )
 
     def reset(self) -> None:
         httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()

@@ -73,7 +73,9 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"api:{self.port}", daemon=True)
         self.thread.start()
@@ -108,8 +110,13 @@ class DispatcherThread:
     async def _run(self) -> None:
         engine = make_engine(self.settings)
         try:
-            self.dispatcher = Dispatcher(self.settings, make_sessionmaker(engine), make_storage(self.settings),
-                                         load_manifest(self.settings.style_manifest), worker_id=self.worker_id)  # fmt: skip
+            self.dispatcher = Dispatcher(
+                self.settings,
+                make_sessionmaker(engine),
+                make_storage(self.settings),
+                load_manifest(self.settings.style_manifest),
+                worker_id=self.worker_id,
+            )
             await self.dispatcher.run()
         finally:
             await engine.dispose()
@@ -133,8 +140,13 @@ def drain(settings: Settings, worker_id: str | None = None, timeout_s: float = 6
     async def _run() -> None:
         engine = make_engine(settings)
         try:
-            d = Dispatcher(settings, make_sessionmaker(engine), make_storage(settings),
-                           load_manifest(settings.style_manifest), worker_id=worker_id)  # fmt: skip
+            d = Dispatcher(
+                settings,
+                make_sessionmaker(engine),
+                make_storage(settings),
+                load_manifest(settings.style_manifest),
+                worker_id=worker_id,
+            )
             await asyncio.wait_for(d.run(until_idle=True), timeout_s)
         finally:
             await engine.dispose()
@@ -152,8 +164,13 @@ class DispatcherProcess:
 
     def start(self) -> DispatcherProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend.dispatcher"], cwd=ROOT,
-                                     env=settings_env(self.settings), stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.dispatcher"],
+            cwd=ROOT,
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def kill(self) -> None:

@@ -42,8 +42,16 @@ class EmulatorProcess:
 
     def start(self, wait: bool = True) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "mlserver.emulator", "--port", str(self.port),
-               "--base-directory", str(self.base_dir), *self.args]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlserver.emulator",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base_dir),
+            *self.args,
+        ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         if wait:
@@ -80,8 +88,14 @@ class EmulatorProcess:
         httpx.post(f"{self.url}/emulator/faults", json=faults, timeout=5).raise_for_status()
 
 
-def start_emulator(base_dir: Path, *, port: int | None = None, step_ms: float = 2,
-                   extra_args: Sequence[str] = (), wait: bool = True) -> EmulatorProcess:  # fmt: skip
+def start_emulator(
+    base_dir: Path,
+    *,
+    port: int | None = None,
+    step_ms: float = 2,
+    extra_args: Sequence[str] = (),
+    wait: bool = True,
+) -> EmulatorProcess:
     emu = EmulatorProcess(base_dir, port, ["--step-ms", str(step_ms), *FAST, *extra_args])
     emu.start(wait)
     return emu
