@@ -10,7 +10,7 @@ DEPS_HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
 RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
 CHECKOV_VERSION := 3.3.30
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 4
 
 .PHONY: run test lint fmt typecheck bench soak previews clean install install-test system-deps checkov
 
