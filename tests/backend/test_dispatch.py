@@ -245,3 +245,31 @@ def test_first_progress_reaches_a_client_quickly(stack: Stack) -> None:
             assert time.monotonic() - t0 < 30
     finally:
         dispatcher.stop()
+
+
+def test_s3_storage_serves_renders_as_presigned_redirects(
+    db_url: str, tmp_path, comfyui_url: str, moto
+) -> None:
+    from tests.support.backend import start_stack
+
+    moto.client("s3").create_bucket(Bucket="renders-bucket")
+    gen = start_stack(db_url, tmp_path, comfyui_url, storage_backend="s3", s3_bucket="renders-bucket",
+                      s3_endpoint_url=moto.endpoint_url, s3_presign_ttl_s=120)  # fmt: skip
+    s3_stack = next(gen)
+    try:
+        with s3_stack.client() as c:
+            job = c.post("/api/jobs", json=job_body()).json()
+            s3_stack.drain()
+            image = job_status(c, job["id"])["images"][0]
+            r = c.get(image["url"], params={"download": 1})
+            assert r.status_code == 307
+            location = r.headers["location"]
+            assert location.startswith(moto.endpoint_url) and "X-Amz-Expires=120" in location
+            png = httpx.get(location)  # no bearer token: the URL itself is the short-lived grant
+            assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+            assert c.get(image["thumbnail_url"]).status_code == 307
+        keys = [o["Key"] for o in moto.client("s3").list_objects_v2(Bucket="renders-bucket")["Contents"]]
+        assert any(k.startswith("renders/images/") for k in keys)
+        assert any(k.startswith("renders/thumbs/") for k in keys)
+    finally:
+        gen.close()
