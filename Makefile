@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
 CHECKOV_VERSION := 3.3.30
 PYTEST_ARGS ?= -n 4
 
-.PHONY: run test lint fmt typecheck bench soak previews clean install install-test system-deps checkov
+.PHONY: run test lint fmt typecheck clean install install-test system-deps checkov
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,9 +67,6 @@ fmt: $(TEST_STAMP)
 
 typecheck: $(TEST_STAMP)
 	$(VENV)/bin/mypy
-
-bench: $(TEST_STAMP)
-	$(PY) -m bench.run_all
 
 clean:
 	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache
