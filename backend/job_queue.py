@@ -128,22 +128,17 @@ async def claim_next(
     if not rows:
         return None
     job_id = _pick(rows, preferred_lora, now)
-    stmt = (
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued)
-        .values(
-            status=JobStatus.running,
-            claimed_by=worker_id,
-            heartbeat_at=now,
-            executor=executor,
-            instance=instance,
-            updated_at=now,
-            started_at=func.coalesce(Job.started_at, now),
-        )
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
+    job = await _update_where(
+        session,
+        Job.id == job_id,
+        Job.status == JobStatus.queued,
+        status=JobStatus.running,
+        claimed_by=worker_id,
+        heartbeat_at=now,
+        executor=executor,
+        instance=instance,
+        started_at=func.coalesce(Job.started_at, now),
     )
-    job = (await session.scalars(stmt)).one_or_none()
     if job is not None:
         add_event(session, job.id, "claimed", {"status": "running"})
     return job
@@ -153,16 +148,21 @@ def _held(job_id: str, worker_id: str) -> Any:
     return and_(Job.id == job_id, Job.status == JobStatus.running, Job.claimed_by == worker_id)
 
 
-async def _update_held(session: AsyncSession, job_id: str, worker_id: str, **values: Any) -> Job | None:
+async def _update_where(session: AsyncSession, *where: Any, **values: Any) -> Job | None:
+    """One conditional UPDATE … RETURNING: the job if the condition held, None if another writer won."""
     values.setdefault("updated_at", utcnow())
     stmt = (
         update(Job)
-        .where(_held(job_id, worker_id))
+        .where(*where)
         .values(**values)
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.scalars(stmt)).one_or_none()
+
+
+async def _update_held(session: AsyncSession, job_id: str, worker_id: str, **values: Any) -> Job | None:
+    return await _update_where(session, _held(job_id, worker_id), **values)
 
 
 async def mark_submitted(
@@ -319,27 +319,22 @@ async def request_cancel(session: AsyncSession, job: Job) -> Job:
     """Queued: cancelled at once. Running: flagged; the dispatcher interrupts it in ComfyUI."""
     now = utcnow()
     if job.status == JobStatus.queued:
-        stmt = (
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.queued)
-            .values(status=JobStatus.cancelled, finished_at=now, updated_at=now, cancel_requested=True)
-            .returning(Job)
-            .execution_options(synchronize_session=False, populate_existing=True)
+        done = await _update_where(
+            session,
+            Job.id == job.id,
+            Job.status == JobStatus.queued,
+            status=JobStatus.cancelled,
+            finished_at=now,
+            cancel_requested=True,
         )
-        done = (await session.scalars(stmt)).one_or_none()
         if done is not None:
             add_event(session, job.id, "cancelled", {"status": "cancelled"})
             return done
         await session.refresh(job)
     if job.status == JobStatus.running and not job.cancel_requested:
-        stmt = (
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.running)
-            .values(cancel_requested=True, updated_at=now)
-            .returning(Job)
-            .execution_options(synchronize_session=False, populate_existing=True)
+        flagged = await _update_where(
+            session, Job.id == job.id, Job.status == JobStatus.running, cancel_requested=True
         )
-        flagged = (await session.scalars(stmt)).one_or_none()
         if flagged is not None:
             add_event(session, job.id, "cancel_requested", {"status": "running"})
             return flagged
@@ -363,18 +358,14 @@ async def adopt_stalled(
         query = query.with_for_update(skip_locked=True)
     adopted: list[Job] = []
     for row in (await session.execute(query)).all():
-        stmt = (
-            update(Job)
-            .where(
-                Job.id == row.id,
-                Job.status == JobStatus.running,
-                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
-            )
-            .values(claimed_by=worker_id, heartbeat_at=now, updated_at=now)
-            .returning(Job)
-            .execution_options(synchronize_session=False, populate_existing=True)
+        job = await _update_where(
+            session,
+            Job.id == row.id,
+            Job.status == JobStatus.running,
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+            claimed_by=worker_id,
+            heartbeat_at=now,
         )
-        job = (await session.scalars(stmt)).one_or_none()
         if job is not None:
             add_event(session, job.id, "adopted", {"status": "running"})
             adopted.append(job)

@@ -1,7 +1,7 @@
 """Real databases for the suite: every `db_url` test runs on SQLite (a file in tmp_path) and on
 PostgreSQL (a database cloned per test from a migrated template with CREATE DATABASE … TEMPLATE).
 
-PostgreSQL is production: when it cannot be reached the PostgreSQL variants FAIL (never skip).
+PostgreSQL is production: when it cannot be reached the PostgreSQL variants fail the run.
 `TEST_PG_URL` overrides the server (default: postgres@127.0.0.1:5432, trust auth).
 """
 
