@@ -1,4 +1,4 @@
-"""FrontendSettings: where the backend is (the UI talks to nothing else)."""
+"""FrontendSettings: where the backend is (the UI talks to nothing else) and how long a sign-in lasts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ class FrontendSettings(BaseSettings):
 
     backend_url: str = Field("http://127.0.0.1:8000", description="the backend API")
     backend_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for one backend request")
+    session_ttl_s: float = Field(
+        12 * 3600, gt=0, description="a sign-in survives reloads for this long without activity"
+    )
+    gallery_page_size: int = Field(12, ge=1, le=100, description="renders per gallery page")
 
 
 @lru_cache

@@ -1,20 +1,31 @@
-"""The studio page through Streamlit's AppTest, against a real backend and ComfyUI on loopback."""
+"""Every studio view through Streamlit's AppTest, against a real backend and ComfyUI on loopback.
+
+No patching: BACKEND_URL points the UI's API client at the test's backend; a dispatcher thread renders
+through the session's ComfyUI (the emulator unless COMFYUI_URL names a real one).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.support.backend import DEMO_TOKEN, Stack, start_stack
+from tests.factories import sketch_png
+from tests.support.backend import DEMO_TOKEN, DispatcherThread, Stack, start_stack
 from tests.support.db import sqlite_db
+from tests.support.net import free_port, wait_until
 
 APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
+TIMEOUT_S = 60
 
 
 @pytest.fixture
-def ui_stack(tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch):
+def ui_stack(
+    tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Stack]:
     gen = start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url)
     stack: Stack = next(gen)
     monkeypatch.setenv("BACKEND_URL", stack.url)
@@ -26,25 +37,280 @@ def ui_stack(tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatc
     get_frontend_settings.cache_clear()
 
 
+@pytest.fixture
+def dispatcher(ui_stack: Stack) -> Iterator[DispatcherThread]:
+    d = ui_stack.dispatcher_thread().start()
+    yield d
+    d.stop()
+
+
+def signed_in() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.text_input(key="w_token").input(DEMO_TOKEN)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(t.value for t in at.text)
+
+
 def test_a_wrong_token_gets_a_clear_message(ui_stack: Stack) -> None:
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    assert at.info[0].value.startswith("Sign in")
-    at.text_input(key="token").input("not-a-token").run()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.text_input(key="w_token").input("not-a-token")
+    at.button[0].click().run()
     assert not at.exception
     assert "not valid" in at.error[0].value
+    assert at.session_state["token"] is None
 
 
-def test_text_render_shows_progress_and_the_image(ui_stack: Stack) -> None:
-    dispatcher = ui_stack.dispatcher_thread().start()
+def test_an_unreachable_backend_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from frontend.config import get_frontend_settings
+
+    monkeypatch.setenv("BACKEND_URL", f"http://127.0.0.1:{free_port()}")
+    get_frontend_settings.cache_clear()
     try:
-        at = AppTest.from_file(APP, default_timeout=60).run()
-        at.text_input(key="token").input(DEMO_TOKEN).run()
-        at.text_area(key="prompt").input("quiet reading corner, rattan armchair").run()
-        at.radio(key="style").set_value("Indochine").run()
-        at.button(key="render").click().run()
-        assert not at.exception, at.exception
-        assert not at.error
-        assert len(at.image) == 1
-        assert len(at.get("download_button")) == 1
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+        at.text_input(key="w_token").input(DEMO_TOKEN)
+        at.button[0].click().run()
     finally:
-        dispatcher.stop()
+        get_frontend_settings.cache_clear()
+    assert not at.exception
+    assert "cannot be reached" in at.error[0].value
+
+
+def test_sign_in_survives_a_reload_and_sign_out_ends_it(ui_stack: Stack) -> None:
+    at = signed_in()
+    sid = at.query_params["sid"]
+    assert DEMO_TOKEN not in str(dict(at.query_params))
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    reloaded.query_params["sid"] = sid
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.session_state["token"] == DEMO_TOKEN
+    assert any("Signed in as" in c.value for c in reloaded.caption)
+    reloaded.button(key="sign_out").click().run()
+    assert reloaded.session_state["token"] is None
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    again.query_params["sid"] = sid
+    again.run()
+    assert again.session_state["token"] is None
+    assert "session has ended" in again.info[0].value
+
+
+def test_presets_fill_the_prompt_and_the_style_picker_lists_every_style(ui_stack: Stack) -> None:
+    at = signed_in()
+    at.selectbox(key="w_preset").select("Kitchen").run()
+    assert "kitchen" in at.text_area(key="w_prompt").value
+    assert "dirty dishes" in at.text_area(key="w_negative").value
+    style = at.radio(key="w_style")
+    assert style.options == ["Indochine", "Minimalist", "None"]
+    assert style.value == "indochine"
+    assert len(at.image) >= 3  # one preview per style
+    at.selectbox(key="w_size").select("Portrait 512 × 768").run()
+    assert (at.number_input(key="w_width").value, at.number_input(key="w_height").value) == (512, 768)
+    at.number_input(key="w_width").set_value(600).run()
+    assert at.selectbox(key="w_size").value == "Custom"
+
+
+def test_text_render_with_indochine_shows_progress_the_image_and_its_settings(
+    ui_stack: Stack, dispatcher: DispatcherThread
+) -> None:
+    at = signed_in()
+    at.text_area(key="w_prompt").input("quiet reading corner, rattan armchair <b>bold</b>")
+    at.radio(key="w_style").set_value("indochine")
+    at.checkbox(key="w_random_seed").uncheck().run()
+    at.number_input(key="w_seed").set_value(4242)
+    at.button(key="render").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job_id = at.query_params["job"]
+    job = ui_stack.client().get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["style"] == "indochine" and job["seed"] == 4242
+    assert at.progress[0].value == 100
+    assert "Download" in [d.label for d in at.get("download_button")]
+    assert "<b>bold</b>" in texts(at)  # shown as text, not as HTML
+    assert "Seed: 4242" in texts(at)
+
+
+def test_a_reload_shows_the_current_render_again(ui_stack: Stack, dispatcher: DispatcherThread) -> None:
+    at = signed_in()
+    at.button(key="render").click().run()
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    for key in ("sid", "job"):
+        reloaded.query_params[key] = at.query_params[key]
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.session_state["job_id"] == at.query_params["job"]
+    assert len(reloaded.get("download_button")) == 1
+
+
+def test_sketch_upload_is_previewed_as_comfyui_gets_it_and_renders(
+    ui_stack: Stack, dispatcher: DispatcherThread
+) -> None:
+    at = signed_in()
+    at.radio(key="w_mode").set_value("Start from a sketch").run()
+    at.button(key="render").click().run()
+    assert "sketch first" in at.error[0].value
+    at.file_uploader(key="w_sketch_file").upload("plan.png", sketch_png(), "image/png").run()
+    assert not at.exception, at.exception
+    upload = at.session_state["upload"]
+    assert upload["dark_lines"] is True
+    captions = [c for image in at.image for c in image.captions]
+    assert any("inverted" in c and "768×512" in c for c in captions), captions
+    at.slider(key="w_sketch_strength").set_value(1.2)
+    at.button(key="render").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = ui_stack.client().get(f"/api/jobs/{at.query_params['job']}").json()
+    assert job["kind"] == "sketch" and job["status"] == "succeeded"
+    assert job["params"]["upload_id"] == upload["id"] and job["params"]["sketch_strength"] == 1.2
+
+
+def test_a_file_that_is_not_an_image_gets_the_backends_message(ui_stack: Stack) -> None:
+    at = signed_in()
+    at.radio(key="w_mode").set_value("Start from a sketch").run()
+    at.file_uploader(key="w_sketch_file").upload("plan.png", b"%PDF-1.4 not a png", "image/png").run()
+    assert not at.exception
+    assert at.session_state["upload"] is None
+    assert "image" in at.error[0].value.lower()
+
+
+def test_variations_compare_styles_and_use_as_sketch(ui_stack: Stack, dispatcher: DispatcherThread) -> None:
+    at = signed_in()
+    at.button(key="render").click().run()
+    first = ui_stack.client().get(f"/api/jobs/{at.query_params['job']}").json()
+    image_id = first["images"][0]["id"]
+
+    at.button(key=f"var_{image_id}").click().run()
+    variation = ui_stack.client().get(f"/api/jobs/{at.query_params['job']}").json()
+    assert variation["retry_of"] == first["id"] and variation["seed"] != first["seed"]
+    assert variation["status"] == "succeeded"
+
+    at.button(key=f"cmp_{variation['images'][0]['id']}").click().run()
+    assert not at.exception, at.exception
+    ids = at.query_params["compare"].split(",")
+    with ui_stack.client() as c:
+        wait_until(lambda: all(c.get(f"/api/jobs/{j}").json()["status"] == "succeeded" for j in ids), 30)
+        jobs = [c.get(f"/api/jobs/{j}").json() for j in ids]
+    assert [j["style"] for j in jobs] == ["indochine", "minimalist", "none"]
+    assert {j["seed"] for j in jobs} == {variation["seed"]}
+    assert {j["params"]["prompt"] for j in jobs} == {first["params"]["prompt"]}
+    at.run()
+    assert [m.value for m in at.markdown if m.value.startswith("**")][:3] == [
+        "**Indochine**",
+        "**Minimalist**",
+        "**None**",
+    ]
+    assert len(at.get("download_button")) == 4  # three compared + the variation beside them
+    at.button(key="close_compare").click().run()
+    assert "compare" not in at.query_params and at.query_params["job"] == variation["id"]
+    at.button(key=f"sk_{variation['images'][0]['id']}").click().run()
+    assert at.session_state["w_mode"] == "Start from a sketch"
+    assert at.session_state["upload"]["width"] == variation["images"][0]["width"]
+
+
+def test_a_queued_render_follows_the_queue_until_it_is_cancelled(ui_stack: Stack) -> None:
+    """No dispatcher runs: the page shows the queue position live until the job is cancelled.
+
+    (The Cancel button itself is clicked in the browser tests: AppTest cannot click during a run.)
+    """
+    at = signed_in()
+    with ui_stack.client() as c:
+        job = c.post("/api/jobs", json={"prompt": "a hall"}).json()
+    at.session_state["job_id"] = job["id"]
+    timer = threading.Timer(1.5, lambda: ui_stack.client().post(f"/api/jobs/{job['id']}/cancel"))
+    timer.start()
+    try:
+        at.run()
+    finally:
+        timer.join()
+    assert not at.exception, at.exception
+    assert "cancelled" in at.info[0].value
+    assert at.button(key=f"cancel_{job['id']}").label == "Cancel"
+
+
+def test_gallery_lists_newest_first_filters_pages_and_renders_again(
+    ui_stack: Stack, dispatcher: DispatcherThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALLERY_PAGE_SIZE", "2")
+    from frontend.config import get_frontend_settings
+
+    get_frontend_settings.cache_clear()
+    with ui_stack.client() as c:
+        ids = [
+            c.post("/api/jobs", json={"prompt": f"room {i}", "style": s, "seed": i}).json()["id"]
+            for i, s in enumerate(("indochine", "minimalist", "none"))
+        ]
+    ui_stack.drain()
+    at = signed_in()
+    at.switch_page("views/gallery.py").run()
+    assert not at.exception, at.exception
+    assert [t for t in texts(at).splitlines() if t.startswith("room ")] == ["room 2", "room 1"]
+    at.button(key="g_older").click().run()
+    assert [t for t in texts(at).splitlines() if t.startswith("room ")] == ["room 0"]
+    assert "Page 2" in [c.value for c in at.caption]
+    at.button(key="g_newer").click().run()
+    at.selectbox(key="g_style").select("Minimalist").run()
+    assert [t for t in texts(at).splitlines() if t.startswith("room ")] == ["room 1"]
+    assert "Seed: 1" in texts(at)
+    at.button(key=f"again_{ids[1]}").click().run()
+    assert not at.exception, at.exception
+    again = ui_stack.client().get(f"/api/jobs/{at.query_params['job']}").json()
+    assert again["retry_of"] == ids[1] and again["seed"] == 1 and again["status"] == "succeeded"
+
+
+def test_gallery_edit_settings_loads_the_exact_settings_into_the_studio(
+    ui_stack: Stack, dispatcher: DispatcherThread
+) -> None:
+    with ui_stack.client() as c:
+        upload = c.post("/api/uploads", files={"file": ("s.png", sketch_png(), "image/png")}).json()
+        body = {
+            "kind": "sketch",
+            "upload_id": upload["id"],
+            "prompt": "loft with brick walls",
+            "style": "minimalist",
+            "width": 512,
+            "height": 768,
+            "steps": 30,
+            "cfg": 5.5,
+            "seed": 99,
+            "sketch_strength": 0.6,
+        }
+        job_id = c.post("/api/jobs", json=body).json()["id"]
+    ui_stack.drain()
+    at = signed_in()
+    at.switch_page("views/gallery.py").run()
+    at.button(key=f"edit_{job_id}").click().run()
+    assert not at.exception, at.exception
+    ss = at.session_state
+    assert (ss["w_prompt"], ss["w_style"], ss["w_width"], ss["w_height"]) == (
+        "loft with brick walls",
+        "minimalist",
+        512,
+        768,
+    )
+    assert (ss["w_steps"], ss["w_cfg"], ss["w_seed"], ss["w_random_seed"]) == (30, 5.5, 99, False)
+    assert ss["w_mode"] == "Start from a sketch" and ss["upload"]["id"] == upload["id"]
+    assert ss["w_size"] == "Portrait 512 × 768"
+    assert at.success[0].value.startswith("Settings loaded")
+
+
+INJECTION = "**bold** <img src=x onerror=alert(1)> [click](javascript:alert(1)) <script>alert(2)</script>"
+
+
+def test_prompts_and_messages_with_markup_are_shown_as_text(ui_stack: Stack) -> None:
+    with ui_stack.client() as c:
+        job = c.post("/api/jobs", json={"prompt": INJECTION, "style": "none"}).json()
+        c.post(f"/api/jobs/{job['id']}/cancel")
+    at = signed_in()
+    at.switch_page("views/gallery.py").run()
+    assert not at.exception, at.exception
+    assert any(t.value == INJECTION for t in at.text)  # verbatim, as plain text
+    rendered = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    assert not any("<script>" in v or "**bold**" in v or "](javascript:" in v for v in rendered), rendered
+    at.switch_page("views/studio.py").run()
+    at.session_state["job_id"] = job["id"]
+    at.run()
+    assert any(t.value == INJECTION for t in at.text)

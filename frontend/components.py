@@ -1,0 +1,239 @@
+"""Pieces both views draw: a job's live progress, its result grid with actions, a render's settings.
+
+User text (prompts, error messages) is shown with st.text or escaped, never as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from frontend import state
+from frontend.api_client import FINAL_STATUSES, ApiClient, ApiError, EventStreamLost
+
+POLL_S = 0.5
+STATUS_ICONS = {
+    "queued": ":material/schedule:",
+    "running": ":material/brush:",
+    "succeeded": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/cancel:",
+}
+_MARKDOWN_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:"
+
+
+def escape(text: str) -> str:
+    """Text safe inside Markdown (st.caption, st.markdown): every special character escaped."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text).replace("\n", " ")
+
+
+@st.cache_data(max_entries=300, ttl=3600, show_spinner=False)
+def image_bytes(_client: ApiClient, token: str, url: str) -> bytes:
+    """Renders never change once stored: cached per designer (the token is part of the key)."""
+    return _client.binary(url)
+
+
+def _elapsed(job: dict[str, Any]) -> float:
+    start = job.get("started_at") or job.get("created_at")
+    if not start:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(start)).total_seconds())
+
+
+def _label(job: dict[str, Any], value: int, maximum: int, position: int | None) -> str:
+    if job["status"] == "queued":
+        where = f"position {position} in the queue" if position else "waiting for the GPU"
+        return f"Queued: {where}"
+    if maximum:
+        return f"Rendering: step {value}/{maximum} · {_elapsed(job):.1f} s"
+    return f"Starting · {_elapsed(job):.1f} s"
+
+
+def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
+    """Draw the job's progress live from the backend's event stream until it ends; the final job."""
+    if job["status"] in FINAL_STATUSES:
+        return job
+    bar = st.progress(0.0, text="Queued")
+    st.button(
+        "Cancel",
+        key=f"cancel_{job['id']}",
+        on_click=_cancel,
+        args=(client, job["id"]),
+        icon=":material/stop_circle:",
+    )
+    value, maximum = job["progress"]["value"], job["progress"]["max"]
+    position = job.get("queue_position")
+    last_id = 0
+    while job["status"] not in FINAL_STATUSES:
+        try:
+            for message in client.events(job["id"], after=last_id, tick_s=POLL_S):
+                if message is not None:
+                    last_id = max(last_id, int(message.get("id") or 0))
+                    kind, data = message["type"], message.get("data") or {}
+                    if kind == "position":
+                        position = data.get("position")
+                    elif kind == "progress":
+                        value, maximum = int(data["value"]), int(data["max"])
+                        job["status"] = "running"
+                    elif data.get("status"):
+                        job["status"] = data["status"]
+                        if data.get("status") == "running" and job.get("started_at") is None:
+                            job["started_at"] = datetime.now(UTC).isoformat()
+                bar.progress(
+                    min(1.0, value / maximum) if maximum else 0.0, _label(job, value, maximum, position)
+                )
+        except EventStreamLost:
+            time.sleep(POLL_S)  # backend restarting or a proxy cut: poll once, then reconnect
+        job = client.job(job["id"])
+    bar.progress(1.0 if job["status"] == "succeeded" else min(1.0, value / maximum) if maximum else 0.0)
+    return job
+
+
+def _cancel(client: ApiClient, job_id: str) -> None:
+    try:
+        client.cancel(job_id)
+        st.session_state["notice"] = ("info", "Render cancelled.")
+    except ApiError as err:
+        st.session_state["notice"] = ("error", err.message)
+
+
+def show_outcome(job: dict[str, Any]) -> None:
+    if job["status"] == "failed":
+        message = (job.get("error") or {}).get("message") or "The render failed."
+        st.error(f"The render failed: {escape(message)}", icon=":material/error:")
+    elif job["status"] == "cancelled":
+        st.info("This render was cancelled.", icon=":material/cancel:")
+
+
+def settings_text(params: dict[str, Any]) -> str:
+    """A render's exact settings, one line each (plain text)."""
+    lines = [
+        f"Prompt: {params.get('prompt', '')}",
+        f"Negative: {params.get('negative_prompt', '') or '(none)'}",
+        f"Style: {params.get('style')}   Kind: {params.get('kind', 'text')}",
+        f"Size: {params.get('width')} × {params.get('height')}   Steps: {params.get('steps')}   "
+        f"Guidance: {params.get('cfg')}",
+        f"Sampler: {params.get('sampler')} / {params.get('scheduler')}   Seed: {params.get('seed')}   "
+        f"Images: {params.get('num_images', 1)}",
+    ]
+    if params.get("kind") == "sketch":
+        lines.append(f"Sketch strength: {params.get('sketch_strength')}")
+    if params.get("lora_strength") is not None:
+        lines.append(f"Style strength: {params.get('lora_strength')}")
+    return "\n".join(lines)
+
+
+def results(client: ApiClient, job: dict[str, Any], *, actions: bool = True) -> None:
+    """The job's images in a grid; each with download, variations, compare styles, use as sketch."""
+    images = job.get("images") or []
+    if not images:
+        return
+    cols = st.columns(min(len(images), 2))
+    for i, image in enumerate(images):
+        with cols[i % len(cols)]:
+            try:
+                data = image_bytes(client, client.token, image["url"])
+            except ApiError as err:
+                st.warning(escape(err.message))
+                continue
+            st.image(
+                data, caption=f"{job['style']} · seed {image['seed']} · {image['width']}×{image['height']}"
+            )
+            name = f"studio-{job['style']}-{image['seed']}.png"
+            row = st.container(horizontal=True, wrap=True)
+            row.download_button(
+                "Download", data, name, "image/png", key=f"dl_{image['id']}", icon=":material/download:"
+            )
+            if actions:
+                row.button(
+                    "Variations",
+                    key=f"var_{image['id']}",
+                    on_click=_variations,
+                    args=(client, job),
+                    help="The same settings with new seeds",
+                    icon=":material/auto_awesome:",
+                )
+                row.button(
+                    "Compare styles",
+                    key=f"cmp_{image['id']}",
+                    on_click=_compare,
+                    args=(client, job, image["seed"]),
+                    help="This prompt and seed in every style, side by side",
+                    icon=":material/view_column:",
+                )
+                row.button(
+                    "Use as sketch",
+                    key=f"sk_{image['id']}",
+                    on_click=_use_as_sketch,
+                    args=(client, data, image["id"]),
+                    help="Start the next render from this image",
+                    icon=":material/draw:",
+                )
+
+
+def _variations(client: ApiClient, job: dict[str, Any]) -> None:
+    try:
+        state.show_job(client.retry(job["id"], new_seed=True)["id"])
+    except ApiError as err:
+        st.session_state["notice"] = ("error", err.message)
+
+
+def _compare(client: ApiClient, job: dict[str, Any], seed: int) -> None:
+    params = {k: v for k, v in job["params"].items() if v is not None}
+    params.update(seed=seed, num_images=1)
+    params.pop("lora_strength", None)  # each style at its own default strength
+    ids: list[str] = []
+    try:
+        for style in st.session_state.get("style_ids") or [job["style"]]:
+            ids.append(client.submit_job({**params, "style": style}, str(uuid.uuid4()))["id"])
+    except ApiError as err:
+        st.session_state["notice"] = ("error", err.message)
+    if ids:
+        state.show_comparison(ids)
+
+
+def _use_as_sketch(client: ApiClient, data: bytes, image_id: str) -> None:
+    try:
+        upload = client.upload_sketch(data, f"render-{image_id}.png", "image/png")
+    except ApiError as err:
+        st.session_state["notice"] = ("error", err.message)
+        return
+    state.use_sketch(upload)
+    st.session_state["notice"] = ("success", "The render is now the sketch of your next render.")
+
+
+def comparison(client: ApiClient, job_ids: list[str], style_names: dict[str, str]) -> None:
+    """Several jobs side by side (one per style); redrawn every POLL_S while any of them runs.
+
+    A fragment, so the rest of the page stays usable while the renders progress.
+    """
+    jobs = [client.job(j) for j in job_ids]
+    if all(j["status"] in FINAL_STATUSES for j in jobs):
+        _draw_comparison(client, jobs, style_names)
+    else:
+        _live_comparison(client, job_ids, style_names)
+
+
+@st.fragment(run_every=POLL_S)
+def _live_comparison(client: ApiClient, job_ids: list[str], style_names: dict[str, str]) -> None:
+    jobs = [client.job(j) for j in job_ids]
+    _draw_comparison(client, jobs, style_names)
+    if all(j["status"] in FINAL_STATUSES for j in jobs):
+        st.rerun()  # the whole page, once: the finished comparison is drawn without the timer
+
+
+def _draw_comparison(client: ApiClient, jobs: list[dict[str, Any]], style_names: dict[str, str]) -> None:
+    for col, job in zip(st.columns(len(jobs)), jobs, strict=True):
+        with col:
+            st.markdown(f"**{escape(style_names.get(job['style'], job['style']))}**")
+            if job["status"] in FINAL_STATUSES:
+                show_outcome(job)
+                results(client, job, actions=False)
+            else:
+                value, maximum = job["progress"]["value"], job["progress"]["max"]
+                text = _label(job, value, maximum, job.get("queue_position"))
+                st.progress(min(1.0, value / maximum) if maximum else 0.0, text=text)
