@@ -1,0 +1,58 @@
+"""How big each benchmark is: the issue's sizes (`FULL`, `make bench`) or tiny ones (`QUICK`, the test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency_jobs: int  # jobs through the API, and as many straight to ComfyUI
+    latency_steps: int  # sampler steps per job (10 x 55 ms: 50 pairs take about a minute)
+    idle_backlog: int  # prompts queued for one ComfyUI instance
+    idle_steps: int
+    idle_no_prequeue: bool  # also measure the gap with COMFY_PREQUEUE=0 (informative)
+    throughput_s: int  # seconds per load-generator run
+    throughput_connections: int
+    claim_backlog: int  # queued jobs the dispatchers claim from
+    claim_dispatchers: tuple[int, ...]
+    claim_s: float  # a run stops claiming after this long (or when the backlog is empty)
+    lora_jobs: int  # mixed backlog (Indochine, Minimalist, none) on two instances
+    lora_steps: int
+    memory_jobs: int  # jobs through API and dispatcher before memory is read
+    memory_mark: int  # jobs done when the reference reading is taken
+
+
+FULL = Sizes(
+    latency_jobs=50,
+    latency_steps=10,
+    idle_backlog=100,
+    idle_steps=4,
+    idle_no_prequeue=True,
+    throughput_s=10,
+    throughput_connections=32,
+    claim_backlog=10_000,
+    claim_dispatchers=(1, 2, 4),
+    claim_s=10.0,
+    lora_jobs=90,
+    lora_steps=4,
+    memory_jobs=10_000,
+    memory_mark=1_000,
+)
+
+QUICK = Sizes(
+    latency_jobs=3,
+    latency_steps=2,
+    idle_backlog=5,
+    idle_steps=1,
+    idle_no_prequeue=False,
+    throughput_s=1,
+    throughput_connections=4,
+    claim_backlog=60,
+    claim_dispatchers=(1, 2),
+    claim_s=30.0,
+    lora_jobs=6,
+    lora_steps=1,
+    memory_jobs=40,
+    memory_mark=10,
+)
