@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
 CHECKOV_VERSION := 3.3.30
 PYTEST_ARGS ?= -n 4
 
-.PHONY: run test lint fmt typecheck clean install install-test system-deps checkov
+.PHONY: run test lint fmt typecheck clean install install-test system-deps checkov previews bench soak
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,19 @@ run: $(RUN_STAMP)
 ## test: the full suite (SQLite and PostgreSQL, emulator, browser, AWS tools)
 test: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## previews: render each style's preview image through the running stack (start it with `make run` first)
+previews: $(RUN_STAMP)
+	$(PY) -m loras.render_previews --backend-url $${BACKEND_URL:-http://127.0.0.1:8000} --token $${STUDIO_TOKEN:-studio-demo-token}
+
+## soak: thousands of jobs through the real processes under random faults; prints lost/duplicated (must be 0)
+SOAK_ARGS ?= --jobs 2000
+soak: $(TEST_STAMP)
+	$(PY) -m tests.soak $(SOAK_ARGS)
+
+## bench: the benchmarks of issue 8 against the emulator: prints a table, writes bench/results/<time>.json
+bench: $(TEST_STAMP)
+	$(PY) -m bench
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -99,3 +100,8 @@ async def read_session(sessionmaker: SessionMaker) -> AsyncSession:
 
 async def dispose(engine: AsyncEngine) -> None:
     await asyncio.shield(engine.dispose())
+
+
+def is_connection_error(exc: DBAPIError) -> bool:
+    """A database that is unreachable or busy (worth retrying), as opposed to a bug in a statement."""
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)

@@ -18,9 +18,11 @@ import socket
 import time
 from collections.abc import Sequence
 
+from sqlalchemy.exc import DBAPIError
+
 from backend import job_queue
 from backend.config import Settings, get_settings
-from backend.db import SessionMaker, make_engine, make_sessionmaker, read_session
+from backend.db import SessionMaker, is_connection_error, make_engine, make_sessionmaker, read_session
 from backend.executors.base import Executor, JobContext
 from backend.executors.comfy import ComfyExecutor
 from backend.logs import configure_logging
@@ -34,6 +36,7 @@ CANCEL_POLL_S = 0.25
 ADOPT_INTERVAL_S = 5.0
 SHUTDOWN_GRACE_S = 30.0
 STARTUP_WAIT_S = 30.0
+DB_RETRY_MAX_S = 5.0  # back-off cap while the database is unreachable
 
 
 def make_worker_id() -> str:
@@ -96,16 +99,27 @@ class Dispatcher:
     async def _loop(self, until_idle: bool) -> None:
         kinds = sorted({k for ex in self.executors for k in ex.kinds})
         last_adopt = time.monotonic()
+        db_delay = 0.0
         while not self.stopping.is_set():
-            claimed = await self._fill(kinds)
-            if time.monotonic() - last_adopt >= ADOPT_INTERVAL_S:
-                last_adopt = time.monotonic()
-                await self._adopt()
-            if until_idle and not claimed and not self._tasks and not await self._has_work(kinds):
-                return
+            try:
+                claimed = await self._fill(kinds)
+                if time.monotonic() - last_adopt >= ADOPT_INTERVAL_S:
+                    last_adopt = time.monotonic()
+                    await self._adopt()
+                if until_idle and not claimed and not self._tasks and not await self._has_work(kinds):
+                    return
+                db_delay = 0.0
+            except DBAPIError as exc:
+                if not is_connection_error(exc):
+                    raise
+                # Lost connection, server restarting, database locked: the jobs are safe in it; wait.
+                db_delay = min(DB_RETRY_MAX_S, max(self.settings.dispatcher_poll_s, db_delay * 2 or 0.1))
+                logger.warning("database unavailable (%s); retrying in %.1f s", exc.orig, db_delay)
+                claimed = False
             if not claimed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), self.settings.dispatcher_poll_s)
+                    wait_s = max(self.settings.dispatcher_poll_s, db_delay)
+                    await asyncio.wait_for(self.stopping.wait(), wait_s)
 
     async def _has_work(self, kinds: Sequence[str]) -> bool:
         session = await read_session(self.sessionmaker)

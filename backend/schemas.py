@@ -29,6 +29,12 @@ SAMPLERS = (
 SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_ENTITY_ID = re.compile(ID_PATTERN)
+
+
+def is_entity_id(value: str) -> bool:
+    """A well-formed id (a lower-case UUID): anything else is looked up nowhere, it is simply not found."""
+    return bool(_ENTITY_ID.match(value))
 
 
 def _clean_text(v: str) -> str:
@@ -38,13 +44,21 @@ def _clean_text(v: str) -> str:
     return v.strip()
 
 
+def _not_blank(v: str) -> str:
+    if not v:
+        raise ValueError("must not be empty or only spaces")
+    return v
+
+
 def _multiple_of_8(v: int) -> int:
     if v % 8:
         raise ValueError(f"must be a multiple of 8 (got {v}; try {round(v / 8) * 8})")
     return v
 
 
-Prompt = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_clean_text)]
+Prompt = Annotated[
+    str, Field(min_length=1, max_length=2000), AfterValidator(_clean_text), AfterValidator(_not_blank)
+]
 Negative = Annotated[str, Field(max_length=2000), AfterValidator(_clean_text)]
 Side = Annotated[int, Field(ge=256, le=1024), AfterValidator(_multiple_of_8)]
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="a UUID")]

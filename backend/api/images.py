@@ -13,13 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import CurrentDesigner, Principal
 from backend.db import ReadSessionDep, SessionDep
 from backend.errors import AppError, InvalidInput, NotFound, RateLimited, TooLarge, UnsupportedMedia
 from backend.images import ImageRejected, control_preview, process_sketch
 from backend.models import Image, Upload, utcnow
-from backend.schemas import UploadOut
+from backend.schemas import UploadOut, is_entity_id
 from backend.storage import Storage, content_key
 
 router = APIRouter(prefix="/api", tags=["images"])
@@ -112,29 +114,42 @@ async def create_upload(
     key, digest = content_key("uploads", sketch.png, "png")
     storage: Storage = request.app.state.storage
     await storage.save(key, sketch.png, "image/png")
-    async with session.begin():
-        existing = await session.scalar(
-            select(Upload).where(Upload.designer_id == designer.id, Upload.sha256 == digest)
-        )
-        if existing is not None:
-            return upload_out(existing)
-        await _check_upload_quota(session, designer, settings.max_uploads_per_hour)
-        upload = Upload(
-            designer_id=designer.id,
-            sha256=digest,
-            storage_key=key,
-            original_name=(file.filename or "")[:200],
-            width=sketch.width,
-            height=sketch.height,
-            size_bytes=len(sketch.png),
-            dark_lines=sketch.dark_lines,
-        )
-        session.add(upload)
+    try:
+        async with session.begin():
+            existing = await _upload_by_digest(session, designer, digest)
+            if existing is not None:
+                return upload_out(existing)
+            await _check_upload_quota(session, designer, settings.max_uploads_per_hour)
+            upload = Upload(
+                designer_id=designer.id,
+                sha256=digest,
+                storage_key=key,
+                original_name=(file.filename or "")[:200],
+                width=sketch.width,
+                height=sketch.height,
+                size_bytes=len(sketch.png),
+                dark_lines=sketch.dark_lines,
+            )
+            session.add(upload)
+    except IntegrityError:
+        # The same sketch uploaded twice at once: the other request stored it first; answer with that one.
+        async with session.begin():
+            existing = await _upload_by_digest(session, designer, digest)
+        if existing is None:
+            raise
+        return upload_out(existing)
     return upload_out(upload)
 
 
+async def _upload_by_digest(session: AsyncSession, designer: Principal, digest: str) -> Upload | None:
+    upload: Upload | None = await session.scalar(
+        select(Upload).where(Upload.designer_id == designer.id, Upload.sha256 == digest)
+    )
+    return upload
+
+
 async def _own_upload(session: ReadSessionDep, designer: Principal, upload_id: str) -> Upload:
-    upload = await session.get(Upload, upload_id) if len(upload_id) <= 36 else None
+    upload = await session.get(Upload, upload_id) if is_entity_id(upload_id) else None
     if upload is None or upload.designer_id != designer.id:
         raise NotFound(f"No upload {upload_id!r}.", code="upload_not_found")
     return upload
@@ -181,7 +196,7 @@ async def upload_preview(
 
 
 async def _own_image(session: ReadSessionDep, designer: Principal, image_id: str) -> Image:
-    image = await session.get(Image, image_id) if len(image_id) <= 36 else None
+    image = await session.get(Image, image_id) if is_entity_id(image_id) else None
     if image is None or image.designer_id != designer.id:
         raise NotFound(f"No image {image_id!r}.", code="image_not_found")
     return image

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,7 +17,7 @@ from backend.auth import CurrentDesigner, Principal
 from backend.db import ReadSessionDep, SessionDep
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload
-from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest
+from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
 from loras.manifest import Manifest
 
 router = APIRouter(prefix="/api", tags=["jobs"])
@@ -33,7 +34,7 @@ IdempotencyKey = Annotated[
 
 async def get_job(session: AsyncSession, designer: Principal, job_id: str) -> Job:
     """The designer's job, or 404 (someone else's job is a 404 too: nothing leaks)."""
-    job = await session.get(Job, job_id) if len(job_id) <= 36 else None
+    job = await session.get(Job, job_id) if is_entity_id(job_id) else None
     if job is None or job.designer_id != designer.id:
         raise NotFound(f"No job {job_id!r}.", code="job_not_found")
     return job
@@ -93,7 +94,13 @@ async def _new_job(
     return await job_queue.enqueue(session, job)
 
 
-@router.post("/jobs", status_code=201, response_model=JobOut, responses=ERRORS, summary="Start a render")
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobOut,
+    responses={**ERRORS, 409: {"description": "Idempotency-Key already used with a different body"}},
+    summary="Start a render",
+)
 async def create_job(
     body: JobCreate,
     request: Request,
@@ -149,6 +156,8 @@ async def list_jobs(
     ] = None,
     style: Annotated[str | None, Query(max_length=32)] = None,
     kind: Annotated[Literal["text", "sketch"] | None, Query()] = None,
+    created_from: Annotated[date | None, Query(description="first day (UTC), inclusive")] = None,
+    created_to: Annotated[date | None, Query(description="last day (UTC), inclusive")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobPage:
@@ -159,6 +168,10 @@ async def list_jobs(
         query = query.where(Job.style == style)
     if kind:
         query = query.where(Job.kind == kind)
+    if created_from:
+        query = query.where(Job.created_at >= datetime.combine(created_from, time.min, UTC))
+    if created_to:
+        query = query.where(Job.created_at < datetime.combine(created_to + timedelta(days=1), time.min, UTC))
     if cursor:
         created_at, job_id = decode_cursor(cursor)
         query = query.where(tuple_(Job.created_at, Job.id) < (created_at, job_id))

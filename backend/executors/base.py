@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend import job_queue
 from backend.config import Settings
-from backend.db import SessionMaker
+from backend.db import SessionMaker, is_connection_error
 from backend.images import ImageRejected, inspect_render
 from backend.models import Image, Job, Upload, new_id
 from backend.storage import Storage, StorageError, content_key
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 STORE_ATTEMPTS = 3
 STORE_RETRY_S = 0.5
+TRANSITION_ATTEMPTS = 6  # about 6 s of back-off in all before a transition gives up
+TRANSITION_RETRY_S = 0.2
 
 
 class Executor(Protocol):
@@ -86,9 +89,23 @@ class JobContext:
         self.worker_id = worker_id
 
     async def transition(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Run one job_queue function in its own transaction, as this dispatcher."""
-        async with self.sessionmaker() as session, session.begin():
-            return await fn(session, *args, **kwargs)
+        """Run one job_queue function in its own transaction, as this dispatcher.
+
+        A lost database connection (server restart, connection killed, SQLite locked) is retried with
+        back-off: each job_queue function is one conditional statement, so a retry either applies it or
+        finds the job already moved on.
+        """
+        for attempt in range(1, TRANSITION_ATTEMPTS + 1):
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    return await fn(session, *args, **kwargs)
+            except DBAPIError as exc:
+                if not is_connection_error(exc) or attempt == TRANSITION_ATTEMPTS:
+                    raise
+                delay = TRANSITION_RETRY_S * 2 ** (attempt - 1)
+                logger.warning("%s: database unavailable (%s), retry in %.1f s", fn.__name__, exc.orig, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def held(self, fn: Callable[..., Awaitable[T]], job_id: str, *args: Any, **kwargs: Any) -> T:
         """A transition on a job this dispatcher holds (`job_queue` checks the hold)."""

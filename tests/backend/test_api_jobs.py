@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import httpx
 import pytest
 
@@ -140,6 +142,22 @@ def test_list_is_newest_first_with_cursor_pages_and_filters(api_stack: Stack) ->
         assert_error(c.get("/api/jobs", params={"cursor": "garbage!"}), 422, "invalid_cursor")
         assert_error(c.get("/api/jobs", params={"status": "done"}), 422, "invalid_input")
         assert_error(c.get("/api/jobs", params={"limit": 0}), 422, "invalid_input")
+
+
+def test_list_filters_by_creation_day(api_stack: Stack) -> None:
+    with api_stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        today = date.fromisoformat(job["created_at"][:10])
+        day = timedelta(days=1)
+        for since, until, found in (
+            (today, today, True),
+            (today - day, None, True),
+            (None, today - day, False),
+            (today + day, None, False),
+        ):
+            params = {k: v.isoformat() for k, v in (("created_from", since), ("created_to", until)) if v}
+            assert bool(c.get("/api/jobs", params=params).json()["items"]) is found, params
+        assert_error(c.get("/api/jobs", params={"created_from": "yesterday"}), 422, "invalid_input")
 
 
 def test_cancel_a_queued_job_is_immediate_and_idempotent(api_stack: Stack) -> None:

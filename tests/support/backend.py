@@ -31,6 +31,7 @@ from tests.support.net import free_port, wait_http, wait_until
 DEMO_TOKEN = "test-token-alice"
 OTHER_TOKEN = "test-token-bob"
 ROOT = Path(__file__).resolve().parents[2]
+APP_FACTORY = "backend.main:app_factory()"
 
 
 def make_settings(db_url: str, data_dir: Path, comfy_url: str | None, **overrides: Any) -> Settings:
@@ -199,6 +200,38 @@ def create_designers(settings: Settings) -> None:
     asyncio.run(_designers(settings))
 
 
+class ApiProcess:
+    """The API as production runs it: gunicorn with uvicorn workers, as a real process."""
+
+    def __init__(self, settings: Settings, port: int, log_dir: Path, workers: int = 1) -> None:
+        self.settings, self.port, self.workers = settings, port, workers
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = log_dir / f"gunicorn-{port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ApiProcess:
+        env = settings_env(self.settings) | {"API_PORT": str(self.port), "API_WORKERS": str(self.workers)}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "backend/gunicorn.conf.py", APP_FACTORY],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_http(f"{self.url}/healthz", timeout_s=30)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self.proc.wait(timeout=30)
+        self.proc.kill()
+        return self.proc.wait()
+
+
 @dataclass
 class Stack:
     """A backend (API in a thread) on a real database, with two designers, in front of ComfyUI."""
@@ -227,7 +260,8 @@ class Stack:
 
 
 def start_stack(db_url: str, tmp_path: Path, comfy_url: str | None, **overrides: Any) -> Iterator[Stack]:
-    settings = make_settings(db_url, tmp_path / "data", comfy_url, **overrides)
+    data_dir = overrides.pop("data_dir", tmp_path / "data")
+    settings = make_settings(db_url, data_dir, comfy_url, **overrides)
     create_designers(settings)
     api = ApiServer(settings)
     api.start()
