@@ -37,11 +37,12 @@ $(CHECKOV_VENV)/bin/checkov:
 	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
 checkov: $(CHECKOV_VENV)/bin/checkov
 
-# The browser tests drive Debian's chromium; systemd-analyze verifies the units.
+# The browser tests drive Debian's chromium; systemd-analyze verifies the units; wrk loads the API in bench/.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium chromium-driver"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	  else echo "install these Debian packages first: sudo apt-get install$$missing" >&2; exit 1; fi; \
