@@ -57,14 +57,16 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     """Draw the job's progress live from the backend's event stream until it ends; the final job."""
     if job["status"] in FINAL_STATUSES:
         return job
-    bar = st.progress(0.0, text="Queued")
-    st.button(
-        "Cancel",
-        key=f"cancel_{job['id']}",
-        on_click=_cancel,
-        args=(client, job["id"]),
-        icon=":material/stop_circle:",
-    )
+    slot = st.empty()  # the bar and Cancel go away as soon as the job ends, in this same run
+    with slot.container():
+        bar = st.progress(0.0, text="Queued")
+        st.button(
+            "Cancel",
+            key=f"cancel_{job['id']}",
+            on_click=_cancel,
+            args=(client, job["id"]),
+            icon=":material/stop_circle:",
+        )
     value, maximum = job["progress"]["value"], job["progress"]["max"]
     position = job.get("queue_position")
     last_id = 0
@@ -89,7 +91,7 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
         except EventStreamLost:
             time.sleep(POLL_S)  # backend restarting or a proxy cut: poll once, then reconnect
         job = client.job(job["id"])
-    bar.progress(1.0 if job["status"] == "succeeded" else min(1.0, value / maximum) if maximum else 0.0)
+    slot.empty()
     return job
 
 
