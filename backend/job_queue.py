@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import Select, and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, utcnow
 
@@ -110,28 +111,71 @@ async def claim_next(
     instance: str | None,
     preferred_lora: str | None = None,
 ) -> Job | None:
-    """Atomically move one queued job to running for this dispatcher (SKIP LOCKED / BEGIN IMMEDIATE)."""
+    """Atomically move one queued job to running for this dispatcher (SKIP LOCKED / BEGIN IMMEDIATE).
+
+    The head of the queue is claimed by one `UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING`, read
+    in `ix_jobs_claim`'s order. With a preferred LoRA that one statement takes the head only where
+    `_pick` would (it uses that LoRA, or it waited AFFINITY_MAX_WAIT_S); otherwise the affinity window
+    is read and picked from as before.
+    """
     now = utcnow()
-    candidates = (
-        select(Job.id, Job.lora_name, Job.created_at)
-        .where(
-            Job.status == JobStatus.queued,
-            Job.kind.in_(list(kinds)),
-            or_(Job.not_before.is_(None), Job.not_before <= now),
-        )
-        .order_by(Job.priority.desc(), Job.created_at, Job.id)
-        .limit(AFFINITY_WINDOW if preferred_lora is not None else 1)
+    head_takes = None
+    if preferred_lora is not None:
+        cutoff = now - timedelta(seconds=AFFINITY_MAX_WAIT_S)
+        head_takes = or_(Job.lora_name == preferred_lora, Job.created_at <= cutoff)
+    job = await _claim_where(
+        session, Job.id == _head(session, kinds, now), head_takes, worker_id, executor, instance, now
     )
-    if _is_pg(session):
-        candidates = candidates.with_for_update(skip_locked=True)
-    rows = (await session.execute(candidates)).all()
-    if not rows:
-        return None
-    job_id = _pick(rows, preferred_lora, now)
-    job = await _update_where(
+    if job is None and preferred_lora is not None:
+        rows = (await session.execute(_candidates(session, kinds, now, AFFINITY_WINDOW))).all()
+        if rows:
+            job_id = _pick(rows, preferred_lora, now)
+            job = await _claim_where(session, Job.id == job_id, None, worker_id, executor, instance, now)
+    if job is not None:
+        await session.execute(
+            insert(JobEvent).values(job_id=job.id, type="claimed", data={"status": "running"}, created_at=now)
+        )
+    return job
+
+
+def _candidates(
+    session: AsyncSession, kinds: Sequence[str], now: datetime, limit: int
+) -> Select[str, str, datetime]:
+    """The first `limit` claimable jobs in claim order (`ix_jobs_claim`), locked on PostgreSQL."""
+    queued = aliased(Job, name="candidate")  # not correlated with the UPDATE around `_head`
+    query = (
+        select(queued.id, queued.lora_name, queued.created_at)
+        .where(
+            queued.status == JobStatus.queued,
+            queued.kind.in_(list(kinds)),
+            or_(queued.not_before.is_(None), queued.not_before <= now),
+        )
+        .order_by(queued.priority.desc(), queued.created_at, queued.id)
+        .limit(limit)
+    )
+    return query.with_for_update(skip_locked=True) if _is_pg(session) else query
+
+
+def _head(session: AsyncSession, kinds: Sequence[str], now: datetime) -> Any:
+    """The id of the head of the queue, as a scalar subquery."""
+    query = _candidates(session, kinds, now, 1)
+    return query.with_only_columns(query.selected_columns[0]).scalar_subquery()
+
+
+async def _claim_where(
+    session: AsyncSession,
+    which: Any,
+    condition: Any,
+    worker_id: str,
+    executor: str,
+    instance: str | None,
+    now: datetime,
+) -> Job | None:
+    return await _update_where(
         session,
-        Job.id == job_id,
+        which,
         Job.status == JobStatus.queued,
+        *([] if condition is None else [condition]),
         status=JobStatus.running,
         claimed_by=worker_id,
         heartbeat_at=now,
@@ -139,9 +183,6 @@ async def claim_next(
         instance=instance,
         started_at=func.coalesce(Job.started_at, now),
     )
-    if job is not None:
-        add_event(session, job.id, "claimed", {"status": "running"})
-    return job
 
 
 def _held(job_id: str, worker_id: str) -> Any:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    desc,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -119,8 +120,12 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("designer_id", "idempotency_key"),
-        Index("ix_jobs_queue", "status", "kind", "priority", "created_at"),
+        # queue_position counts the queued jobs of a kind ahead of one: covered, id included
+        Index("ix_jobs_queue", "status", "kind", "priority", "created_at", "id"),
+        # claim_next's order (see migration 0002): the head of the queue without a sort
+        Index("ix_jobs_claim", "status", desc("priority"), "created_at", "id"),
         Index("ix_jobs_designer_created", "designer_id", "created_at"),
+        Index("ix_jobs_designer_status", "designer_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

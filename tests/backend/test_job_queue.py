@@ -156,3 +156,10 @@ async def test_queue_position_counts_jobs_ahead_of_the_same_kind(sm) -> None:
     async with sm() as s:
         positions = [await job_queue.queue_position(s, await s.get(Job, i)) for i in ids]
     assert positions == [1, 2, 3]
+
+
+async def test_claim_takes_a_higher_priority_first_with_or_without_a_preferred_lora(sm) -> None:
+    await add_jobs(sm, 1, lora="indochine.safetensors")
+    high = await add_jobs(sm, 2, lora="minimalist.safetensors", priority=5)
+    assert (await claim(sm, "w")).id == high[0]
+    assert (await claim(sm, "w", preferred="minimalist.safetensors")).id == high[1]
