@@ -134,17 +134,15 @@ class Renderer:
         self, client: ComfyClient, request: InvocationRequest, require_images: bool
     ) -> dict[str, Any]:
         job_id = request.job_id
-        entry = await client.history(job_id)
-        if entry is not None and (entry.get("status") or {}).get("status_str") == "success":
-            logger.info("job already rendered", extra={"action": "job_replayed", "job_id": job_id})
-            return await self._result(client, request, entry, None, require_images)
+        entry = await self._rendered(client, job_id)
         if entry is not None:
-            # An earlier attempt failed: forget it, or following the new run would find the old outcome.
-            await forget(client, job_id)
+            return await self._result(client, request, entry, None, require_images)
         submitted_at: float | None = None
         async with event_stream(client) as events:
             if job_id in await client.queue():
                 logger.info("job already in ComfyUI", extra={"action": "job_followed", "job_id": job_id})
+            elif (entry := await self._rendered(client, job_id)) is not None:
+                return await self._result(client, request, entry, None, require_images)  # finished meanwhile
             else:
                 graph = await self._upload_sketch(client, request)
                 submitted_at = time.time()
@@ -156,6 +154,18 @@ class Renderer:
                     raise Draining("the container is shutting down; the job was taken off ComfyUI") from None
                 raise ComfyUnavailable("ComfyUI lost the prompt (restarted or cleared)") from None
         return await self._result(client, request, entry, submitted_at, require_images)
+
+    async def _rendered(self, client: ComfyClient, job_id: str) -> dict[str, Any] | None:
+        """The job's history entry if it succeeded; a failed one is deleted (or following the new run would
+        find the old outcome)."""
+        entry = await client.history(job_id)
+        if entry is None:
+            return None
+        if (entry.get("status") or {}).get("status_str") == "success":
+            logger.info("job already rendered", extra={"action": "job_replayed", "job_id": job_id})
+            return entry
+        await forget(client, job_id)
+        return None
 
     async def _upload_sketch(self, client: ComfyClient, request: InvocationRequest) -> dict[str, Any]:
         """The graph to submit: the payload's, with LoadImage re-pointed if ComfyUI stored another name."""

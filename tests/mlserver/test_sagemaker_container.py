@@ -27,7 +27,6 @@ import yaml
 from backend.workflows import GraphInputs, build_graph
 from loras.manifest import load_manifest
 from mlserver.provision.lock import load_lock
-from tests.support.comfy import NEEDS_EMULATOR, REAL_COMFYUI
 from tests.support.net import free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,8 +272,7 @@ class Serve:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
-    if REAL_COMFYUI:
-        pytest.skip(NEEDS_EMULATOR)
+    """serve with its own emulator as ComfyUI's main.py (whatever COMFYUI_URL says)."""
     proc = Serve(tmp_path)
     try:
         wait_http(f"{proc.url}/ping", timeout_s=30)
@@ -294,7 +292,6 @@ def _pid_gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.emulator_only
 def test_serve_starts_both_links_the_models_and_sigterm_stops_both_with_status_0(serve: Serve) -> None:
     assert httpx.get(f"{serve.url}/ping").json()["status"] == "ok"
     job_id = str(uuid.uuid4())
@@ -321,7 +318,6 @@ def test_serve_starts_both_links_the_models_and_sigterm_stops_both_with_status_0
 
 
 @pytest.mark.slow
-@pytest.mark.emulator_only
 def test_serve_exits_non_zero_and_stops_the_adapter_when_comfyui_dies(serve: Serve) -> None:
     adapter = serve.child("mlserver.sagemaker")
     os.kill(serve.child("main.py"), signal.SIGKILL)
