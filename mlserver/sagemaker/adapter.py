@@ -31,7 +31,7 @@ from mlserver.sagemaker.settings import AdapterSettings
 logger = logging.getLogger(__name__)
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"
-PING_TIMEOUT_S = 2.0  # /system_stats of the local ComfyUI, per /ping
+PING_TIMEOUT_S = 1.0  # /system_stats of the local ComfyUI, per idle /ping (SageMaker allows 2 s in all)
 WARMUP_RETRY_S = 2.0  # between warm-up attempts while ComfyUI is not up (or refuses)
 WARMUP_TIMEOUT_S = 600.0  # the first checkpoint load from a cold volume
 WARMUP_SIZE_PX = 64
@@ -135,6 +135,9 @@ class Adapter:
     async def ping(self) -> tuple[int, dict[str, Any]]:
         if self.is_draining:
             return 503, {"status": "unavailable", "reason": "draining"}
+        if self.is_warm and not self.idle.is_set():
+            # A job is running: its own requests watch ComfyUI, and a busy ComfyUI may answer slowly.
+            return 200, {"status": "ok", "comfyui_version": self.renderer.comfyui_version, "busy": True}
         version = await self.comfy_version()
         if version is None:
             return 503, {"status": "unavailable", "reason": "ComfyUI not up"}

@@ -398,8 +398,11 @@ def test_comfyui_dying_mid_render_is_a_503(emulator: EmulatorProcess, own_adapte
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(invoke, own_adapter, payload)
         wait_until(lambda: running(emulator, payload["job_id"]), 10, what="the render to start")
+        busy = ping(own_adapter)
+        assert busy.status_code == 200 and busy.json()["busy"] is True
         emulator.kill()
         error_of(future.result(timeout=INVOKE_TIMEOUT_S), 503, "comfy_unavailable")
+    assert ping(own_adapter).json()["reason"] == "ComfyUI not up"
 
 
 # --- SIGTERM ----------------------------------------------------------------------------------------------
