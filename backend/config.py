@@ -69,6 +69,39 @@ class Settings(BaseSettings):
     progress_min_interval_s: float = Field(0.2, ge=0, description="throttle for stored progress events")
     comfy_retry_max_s: float = Field(30.0, gt=0, description="cap of the back-off while ComfyUI is down")
 
+    # --- SageMaker async overflow ------------------------------------------------------------------
+    dispatch_routing: Literal["comfy_first", "comfy_only", "sagemaker_only"] = Field(
+        "comfy_first",
+        description=(
+            "comfy_first: fill the ComfyUI instances, overflow to SageMaker past the backlog threshold; "
+            "comfy_only; sagemaker_only. No COMFY_UI_ADDRESS with an endpoint set: SageMaker only."
+        ),
+    )
+    sagemaker_endpoint_name: str = Field("", description="async endpoint for overflow renders ('' = off)")
+    sagemaker_notify_queue_url: str = Field(
+        "", description="SQS queue fed by the endpoint's SNS topics ('' = S3 checks only)"
+    )
+    sagemaker_bucket: str = Field("", description="bucket of requests and results (the endpoint's)")
+    sagemaker_jobs_prefix: str = Field("jobs/", description="request inputs: <prefix><job_id>/input.json")
+    sagemaker_output_prefix: str = Field("jobs-output/", description="the endpoint's S3OutputPath key")
+    sagemaker_failure_prefix: str = Field("jobs-failure/", description="the endpoint's S3FailurePath key")
+    sagemaker_region: str = Field("", description="AWS region of the endpoint ('' = S3_REGION)")
+    aws_endpoint_url: str | None = Field(
+        None, description="S3 and SQS endpoint of the SageMaker path (tests)"
+    )
+    sagemaker_runtime_endpoint_url: str | None = Field(
+        None, description="sagemaker-runtime endpoint (tests: the SageMaker async stand-in)"
+    )
+    sagemaker_invocation_timeout_s: int = Field(900, ge=1, le=3600, description="InvocationTimeoutSeconds")
+    sagemaker_request_ttl_s: int = Field(
+        3600, ge=1, le=21600, description="RequestTTLSeconds (AWS takes 60 to 21600; tests go lower)"
+    )
+    sagemaker_max_in_flight: int = Field(8, ge=1, le=1000, description="jobs at SageMaker at once")
+    sagemaker_overflow_backlog: int = Field(
+        4, ge=0, description="queued jobs beyond the ComfyUI slots before overflowing to SageMaker"
+    )
+    sagemaker_poll_s: float = Field(15.0, gt=0, description="S3 check of each job's result (SQS fallback)")
+
     # --- storage ----------------------------------------------------------------------------------
     storage_backend: Literal["local", "s3"] = "local"
     data_dir: Path = Field(Path("var/data"), description="local storage root")
@@ -108,6 +141,12 @@ class Settings(BaseSettings):
     @field_validator("s3_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        return f"{v}/" if v else ""
+
+    @field_validator("sagemaker_jobs_prefix", "sagemaker_output_prefix", "sagemaker_failure_prefix")
+    @classmethod
+    def _sagemaker_prefix(cls, v: str) -> str:
         v = v.strip("/")
         return f"{v}/" if v else ""
 

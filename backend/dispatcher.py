@@ -4,6 +4,12 @@ Several may run (on one or many hosts): claims are atomic, every running job is 
 dispatcher through its heartbeat, and a dispatcher adopts the jobs of one that stopped heartbeating
 (reconciling them with ComfyUI by prompt_id before anything else). Executors do the talking to the
 ML tier (`backend/executors/`); this module only decides what runs where, and keeps the holds alive.
+
+Routing (DISPATCH_ROUTING): `comfy_first` fills the ComfyUI instances first and gives the SageMaker
+executor a job of a kind only when every ComfyUI instance for that kind is full or unavailable and more
+than SAGEMAKER_OVERFLOW_BACKLOG jobs of it are claimable (a kind no instance serves goes to SageMaker
+at once); `comfy_only` and `sagemaker_only` use one tier. A slot is reserved synchronously when a job
+task is spawned, so a pass never claims more jobs than an executor has slots.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from backend.config import Settings, get_settings
 from backend.db import SessionMaker, is_connection_error, make_engine, make_sessionmaker, read_session
 from backend.executors.base import Executor, JobContext
 from backend.executors.comfy import ComfyExecutor
+from backend.executors.sagemaker import SageMakerExecutor
 from backend.logs import configure_logging
 from backend.models import Job
 from backend.storage import Storage, make_storage
@@ -43,6 +50,28 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+class NoExecutor(RuntimeError):
+    """The settings name no ML tier this dispatcher could use."""
+
+
+def make_executors(ctx: JobContext) -> list[Executor]:
+    """The executors DISPATCH_ROUTING asks for; NoExecutor when that leaves none."""
+    s = ctx.settings
+    routing = s.dispatch_routing
+    executors: list[Executor] = []
+    if routing != "sagemaker_only":
+        executors += [ComfyExecutor(ctx, instance) for instance in s.comfy_instances]
+    if routing != "comfy_only" and s.sagemaker_endpoint_name:
+        executors.append(SageMakerExecutor(ctx))
+    if not executors:
+        need = {
+            "comfy_only": "COMFY_UI_ADDRESS (DISPATCH_ROUTING=comfy_only)",
+            "sagemaker_only": "SAGEMAKER_ENDPOINT_NAME (DISPATCH_ROUTING=sagemaker_only)",
+        }.get(routing, "COMFY_UI_ADDRESS or SAGEMAKER_ENDPOINT_NAME")
+        raise NoExecutor(f"no executor configured: set {need}")
+    return executors
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -59,12 +88,11 @@ class Dispatcher:
         self.worker_id = worker_id or make_worker_id()
         self.ctx = JobContext(settings, sessionmaker, storage, manifest, self.worker_id)
         self.executors: list[Executor] = (
-            list(executors)
-            if executors is not None
-            else [ComfyExecutor(self.ctx, instance) for instance in settings.comfy_instances]
+            list(executors) if executors is not None else make_executors(self.ctx)
         )
         self.stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reserved: dict[int, set[str]] = {}  # executor id → jobs spawned, not yet in its `active`
 
     # --- public ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -73,7 +101,7 @@ class Dispatcher:
     async def run(self, *, until_idle: bool = False) -> None:
         """Dispatch until stopped (or, with `until_idle`, until nothing is queued or running here)."""
         if not self.executors:
-            raise RuntimeError("no executor configured: set COMFY_UI_ADDRESS")
+            raise NoExecutor("no executor configured: set COMFY_UI_ADDRESS or SAGEMAKER_ENDPOINT_NAME")
         for ex in self.executors:
             await ex.start()
         keeper = asyncio.create_task(self._keep_holds(), name="holds")
@@ -126,17 +154,27 @@ class Dispatcher:
         async with session:
             return await job_queue.has_claimable(session, kinds)
 
+    def _free(self, ex: Executor) -> int:
+        return ex.free_slots() - len(self._reserved.get(id(ex), ()))
+
+    def _is_overflow(self, ex: Executor) -> bool:
+        return ex.kind_name == SageMakerExecutor.kind_name
+
     async def _fill(self, kinds: Sequence[str]) -> bool:
         """Give every available executor with a free slot one more job; True if any was claimed."""
-        ready = [ex for ex in self.executors if ex.is_available and ex.free_slots() > 0]
+        ready = [ex for ex in self.executors if ex.is_available and self._free(ex) > 0]
         if not ready or not await self._has_work(kinds):
             return False
         claimed = False
-        for ex in sorted(ready, key=lambda e: e.free_slots(), reverse=True):
+        # ComfyUI first (most free slots first), the overflow tier last.
+        for ex in sorted(ready, key=lambda e: (self._is_overflow(e), -self._free(e))):
+            ex_kinds = await self._overflow_kinds(ex) if self._is_overflow(ex) else sorted(ex.kinds)
+            if self._free(ex) <= 0 or not ex_kinds:
+                continue
             job = await self.ctx.transition(
                 job_queue.claim_next,
                 worker_id=self.worker_id,
-                kinds=sorted(ex.kinds),
+                kinds=ex_kinds,
                 executor=ex.kind_name,
                 instance=ex.name,
                 preferred_lora=ex.preferred_lora(),
@@ -148,14 +186,45 @@ class Dispatcher:
                     ex.name,
                     extra={"action": "job_claimed", "job_id": job.id},
                 )
-                self._spawn(ex.run_job(job), job.id)
+                self._spawn(ex, job, resume=False)
                 claimed = True
         return claimed
 
-    def _spawn(self, coro: object, job_id: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"job {job_id}")  # type: ignore[arg-type]
+    async def _overflow_kinds(self, ex: Executor) -> list[str]:
+        """The kinds the overflow executor may take now (see the module docstring)."""
+        if self.settings.dispatch_routing == "sagemaker_only":
+            return sorted(ex.kinds)
+        direct = [e for e in self.executors if not self._is_overflow(e)]
+        backlog: dict[str, int] | None = None
+        kinds = []
+        for kind in sorted(ex.kinds):
+            serving = [e for e in direct if kind in e.kinds]
+            if not serving:
+                kinds.append(kind)
+                continue
+            if any(e.is_available and self._free(e) > 0 for e in serving):
+                continue
+            if backlog is None:
+                session = await read_session(self.sessionmaker)
+                async with session:
+                    backlog = await job_queue.count_claimable(session, sorted(ex.kinds))
+            if backlog.get(kind, 0) > self.settings.sagemaker_overflow_backlog:
+                kinds.append(kind)
+        return kinds
+
+    def _spawn(self, ex: Executor, job: Job, *, resume: bool) -> None:
+        """Start the job's task, its slot reserved until the executor counts the job itself."""
+        reserved = self._reserved.setdefault(id(ex), set())
+        reserved.add(job.id)
+
+        async def _run() -> None:
+            reserved.discard(job.id)  # the executor registers the job before its first await
+            await (ex.resume_job(job) if resume else ex.run_job(job))
+
+        task = asyncio.create_task(_run(), name=f"job {job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: reserved.discard(job.id))
 
     async def _wait_for_executors(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -184,7 +253,7 @@ class Dispatcher:
             if ex is None:
                 await self.ctx.held(job_queue.release, job.id, reason="its executor is not configured here")
                 continue
-            self._spawn(ex.resume_job(job), job.id)
+            self._spawn(ex, job, resume=True)
 
     async def _keep_holds(self) -> None:
         """Relay cancel requests every CANCEL_POLL_S; heartbeat held jobs every heartbeat interval."""
@@ -241,7 +310,10 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except NoExecutor as exc:
+        raise SystemExit(f"dispatcher: {exc}") from None
 
 
 if __name__ == "__main__":

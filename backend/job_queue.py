@@ -415,3 +415,25 @@ async def adopt_stalled(
 
 def is_final(status: str) -> bool:
     return status in FINAL_STATUSES
+
+
+async def record_external(
+    session: AsyncSession, job_id: str, worker_id: str, external: dict[str, Any]
+) -> Job | None:
+    """Replace a held job's executor bookkeeping (no event: the executor's own notes)."""
+    return await _update_held(session, job_id, worker_id, external=external, heartbeat_at=utcnow())
+
+
+async def count_claimable(session: AsyncSession, kinds: Sequence[str]) -> dict[str, int]:
+    """Queued jobs that could be claimed now, per kind (the overflow routing's backlog)."""
+    now = utcnow()
+    rows = await session.execute(
+        select(Job.kind, func.count())
+        .where(
+            Job.status == JobStatus.queued,
+            Job.kind.in_(list(kinds)),
+            or_(Job.not_before.is_(None), Job.not_before <= now),
+        )
+        .group_by(Job.kind)
+    )
+    return {str(kind): int(n) for kind, n in rows.all()}

@@ -158,9 +158,10 @@ def drain(settings: Settings, worker_id: str | None = None, timeout_s: float = 6
 class DispatcherProcess:
     """`python -m backend.dispatcher` as a real process (for SIGKILL / SIGTERM tests)."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DispatcherProcess:
@@ -168,7 +169,7 @@ class DispatcherProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend.dispatcher"],
             cwd=ROOT,
-            env=settings_env(self.settings),
+            env=settings_env(self.settings) | self.extra_env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -254,9 +255,11 @@ class Stack:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return DispatcherThread(settings)
 
-    def dispatcher_process(self, name: str = "dispatcher", **overrides: Any) -> DispatcherProcess:
+    def dispatcher_process(
+        self, name: str = "dispatcher", extra_env: dict[str, str] | None = None, **overrides: Any
+    ) -> DispatcherProcess:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return DispatcherProcess(settings, self.tmp_path / f"{name}.log")
+        return DispatcherProcess(settings, self.tmp_path / f"{name}.log", extra_env)
 
 
 def start_stack(db_url: str, tmp_path: Path, comfy_url: str | None, **overrides: Any) -> Iterator[Stack]:

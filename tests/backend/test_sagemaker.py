@@ -1,0 +1,344 @@
+"""Jobs through SageMaker asynchronous inference, on SQLite and PostgreSQL, without AWS or a GPU.
+
+moto on loopback plays S3, SNS, SQS and the SageMaker control plane; the stand-in of
+`tests/support/sagemaker_async.py` plays the runtime (InvokeEndpointAsync) and the endpoint's instance,
+posting each request to the real adapter process (`python -m mlserver.sagemaker`) in front of the
+emulator. Dispatchers run as threads or as real processes that get SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from backend.config import Settings
+from backend.db import make_engine, make_sessionmaker
+from backend.dispatcher import NoExecutor, make_executors
+from backend.executors.base import JobContext
+from backend.executors.sagemaker import KILL_AT_ENV, SageMakerExecutor, parse_notification
+from backend.models import Image, Job
+from tests.backend.test_dispatch import job_status, wait_status
+from tests.factories import job_body, sketch_png
+from tests.support.aws import MotoServer
+from tests.support.backend import Stack, start_stack
+from tests.support.comfy import EmulatorProcess
+from tests.support.net import wait_until
+from tests.support.sagemaker_adapter import AdapterProcess, start_adapter
+from tests.support.sagemaker_async import (
+    OverflowEndpoint,
+    SageMakerAsyncStandIn,
+    aws_client,
+    create_overflow_endpoint,
+)
+
+FINAL = {"succeeded", "failed", "cancelled"}
+FAST_SAGEMAKER = {
+    "sagemaker_invocation_timeout_s": 2,
+    "sagemaker_request_ttl_s": 2,  # expiry: 2 + 2 + 2 s grace
+    "sagemaker_poll_s": 0.5,
+    "stall_after_s": 2.0,
+    "heartbeat_interval_s": 0.3,
+}
+
+
+@dataclass
+class Overflow:
+    moto: MotoServer
+    endpoint: OverflowEndpoint
+    standin: SageMakerAsyncStandIn
+    adapter: AdapterProcess
+    emulator: EmulatorProcess
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            **self.endpoint.settings(),
+            "aws_endpoint_url": self.moto.endpoint_url,
+            "sagemaker_runtime_endpoint_url": self.standin.url,
+            **FAST_SAGEMAKER,
+            **overrides,
+        }
+
+    def s3_keys(self, prefix: str) -> list[str]:
+        listing = aws_client(self.moto.endpoint_url, "s3").list_objects_v2(
+            Bucket=self.endpoint.bucket, Prefix=prefix
+        )
+        return [o["Key"] for o in listing.get("Contents", [])]
+
+
+@pytest.fixture
+def overflow(moto: MotoServer, emulator: EmulatorProcess, tmp_path: Path) -> Iterator[Overflow]:
+    """moto with the overflow resources, the real adapter before this test's emulator, the stand-in."""
+    endpoint = create_overflow_endpoint(moto.endpoint_url)
+    adapter = start_adapter(tmp_path / "adapter", emulator.url)
+    standin = SageMakerAsyncStandIn(moto.endpoint_url, adapter.url).start()
+    try:
+        yield Overflow(moto, endpoint, standin, adapter, emulator)
+    finally:
+        standin.stop()
+        adapter.kill()
+
+
+def sagemaker_stack(db_url: str, tmp_path: Path, overflow: Overflow, **overrides: Any) -> Iterator[Stack]:
+    return start_stack(
+        db_url, tmp_path, None, dispatch_routing="sagemaker_only", **overflow.settings(**overrides)
+    )
+
+
+@pytest.fixture
+def sm_stack(db_url: str, tmp_path: Path, overflow: Overflow) -> Iterator[Stack]:
+    yield from sagemaker_stack(db_url, tmp_path, overflow)
+
+
+def job_rows(settings: Settings) -> dict[str, tuple[Job, int]]:
+    """Every job with its number of stored images, read from the database."""
+
+    async def _read() -> dict[str, tuple[Job, int]]:
+        engine = make_engine(settings)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                jobs = list(await session.scalars(select(Job)))
+                images = list(await session.scalars(select(Image)))
+                return {j.id: (j, sum(1 for i in images if i.job_id == j.id)) for j in jobs}
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_read())
+
+
+def event_types(c: Any, job_id: str) -> list[str]:
+    with c.stream("GET", f"/api/jobs/{job_id}/events") as r:
+        body = r.read().decode()
+    return [line[7:] for line in body.splitlines() if line.startswith("event: ")]
+
+
+# --- end to end ---------------------------------------------------------------------------------------
+def test_text_and_sketch_jobs_render_through_sagemaker(sm_stack: Stack, overflow: Overflow) -> None:
+    with sm_stack.client() as c:
+        text = c.post("/api/jobs", json=job_body(num_images=2, width=640, height=384)).json()
+        up = c.post("/api/uploads", files={"file": ("room.png", sketch_png(), "image/png")}).json()
+        sketch = c.post(
+            "/api/jobs", json=job_body(kind="sketch", upload_id=up["id"], style="minimalist")
+        ).json()
+        sm_stack.drain(timeout_s=90)
+        done_text, done_sketch = job_status(c, text["id"]), job_status(c, sketch["id"])
+        assert done_text["status"] == "succeeded", done_text
+        assert done_sketch["status"] == "succeeded", done_sketch
+        assert [i["index"] for i in done_text["images"]] == [0, 1] and len(done_sketch["images"]) == 1
+        assert c.get(done_text["images"][0]["url"]).headers["content-type"] == "image/png"
+        meta = c.get(f"/api/images/{done_sketch['images'][0]['id']}/meta").json()
+        assert (
+            meta["controlnet"] == "control_v11p_sd15_scribble.safetensors" and meta["upload_id"] == up["id"]
+        )
+        types = event_types(c, text["id"])
+        assert types[:2] == ["queued", "claimed"] and types[-1] == "succeeded"
+        assert "submitted" in types and "started" in types
+    assert overflow.standin.invocations == {text["id"]: 1, sketch["id"]: 1}
+    assert overflow.emulator.stats()["executions"][text["id"]] == 1
+    rows = job_rows(sm_stack.settings)
+    job, stored = rows[sketch["id"]]
+    assert (job.executor, job.instance, stored) == ("sagemaker", overflow.endpoint.endpoint_name, 1)
+    assert job.external["input"] == f"s3://{overflow.endpoint.bucket}/jobs/{sketch['id']}/input.json"
+    [inv] = job.external["invocations"]
+    assert inv["state"] == "accepted" and inv["inference_id"] == sketch["id"]
+    assert inv["output_location"].endswith(f"jobs-output/{sketch['id']}/invocation-1.json")
+    payload = json.loads(
+        aws_client(overflow.moto.endpoint_url, "s3")
+        .get_object(Bucket=overflow.endpoint.bucket, Key=f"jobs/{sketch['id']}/input.json")["Body"]
+        .read()
+    )
+    assert payload["job_id"] == sketch["id"] and payload["sketch"]["subfolder"] == "sketches"
+    assert any(
+        n["inputs"].get("image") == f"sketches/{payload['sketch']['filename']}"
+        for n in payload["graph"].values()
+    )
+
+
+# --- crashes ------------------------------------------------------------------------------------------
+def _killed_then_resumed(stack: Stack, overflow: Overflow, kill_at: str | None) -> tuple[dict, str]:
+    """A job; a dispatcher process that dies (at `kill_at`, or SIGKILLed once the request runs); a second."""
+    with stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        first = stack.dispatcher_process("d1", extra_env={KILL_AT_ENV: kill_at} if kill_at else None).start()
+        if kill_at:
+            assert first.proc is not None
+            first.proc.wait(timeout=60)
+        else:
+            wait_until(lambda: overflow.standin.processed[job["id"]] == 1, 30, what="the request to run")
+            first.kill()
+        second = stack.dispatcher_process("d2").start()
+        try:
+            done = wait_status(c, job["id"], FINAL, 60)
+        finally:
+            second.terminate()
+    return done, second.log()
+
+
+@pytest.mark.parametrize(
+    "kill_at", ["uploaded", "invoked", None], ids=["after-upload", "after-invoke", "waiting"]
+)
+def test_a_dispatcher_killed_mid_request_invokes_it_exactly_once(
+    db_url: str, tmp_path: Path, overflow: Overflow, kill_at: str | None
+) -> None:
+    if kill_at is None:
+        overflow.standin.delay_s = 1.5  # the result comes after the kill
+    for stack in sagemaker_stack(db_url, tmp_path, overflow):
+        done, log = _killed_then_resumed(stack, overflow, kill_at)
+        assert done["status"] == "succeeded", (done, log)
+        assert overflow.standin.invocations[done["id"]] == 1
+        assert done["attempts"] == 1 and len(done["images"]) == 1
+        assert "adopted job" in log
+        [(job, stored)] = job_rows(stack.settings).values()
+        assert stored == 1 and len(job.external["invocations"]) == 1
+
+
+# --- failures -----------------------------------------------------------------------------------------
+def test_an_adapter_error_fails_the_job_with_its_message(sm_stack: Stack, overflow: Overflow) -> None:
+    overflow.emulator.set_faults(fail_next=1)
+    with sm_stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        sm_stack.drain(timeout_s=60)
+        done = job_status(c, job["id"])
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "sagemaker_failed"
+    assert "fault injection" in done["error"]["message"], done["error"]
+    assert overflow.standin.invocations[job["id"]] == 1
+    assert overflow.s3_keys(f"jobs-failure/{job['id']}/") == [f"jobs-failure/{job['id']}/invocation-1.json"]
+
+
+def test_no_result_within_ttl_and_timeout_is_invoked_again(sm_stack: Stack, overflow: Overflow) -> None:
+    overflow.standin.drop_next = 1
+    with sm_stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        sm_stack.drain(timeout_s=60)
+        done = job_status(c, job["id"])
+        assert event_types(c, job["id"]).count("submitted") == 2
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2 and overflow.standin.invocations[job["id"]] == 2
+    [(row, stored)] = job_rows(sm_stack.settings).values()
+    assert stored == 1 and [i["filename"] for i in row.external["invocations"]] == [
+        "invocation-1.json",
+        "invocation-2.json",
+    ]
+
+
+def test_no_result_after_the_last_attempt_fails_the_job(
+    db_url: str, tmp_path: Path, overflow: Overflow
+) -> None:
+    overflow.standin.drop_next = 2
+    for stack in sagemaker_stack(db_url, tmp_path, overflow, max_attempts=2):
+        with stack.client() as c:
+            job = c.post("/api/jobs", json=job_body()).json()
+            stack.drain(timeout_s=60)
+            done = job_status(c, job["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "sagemaker_no_result"
+    assert "2 invocations" in done["error"]["message"]
+    assert overflow.standin.invocations[job["id"]] == 2
+
+
+def test_a_refused_invocation_goes_back_to_the_queue_and_runs_later(
+    sm_stack: Stack, overflow: Overflow
+) -> None:
+    overflow.standin.reject_next = 1
+    with sm_stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        dispatcher = sm_stack.dispatcher_thread().start()
+        try:
+            done = wait_status(c, job["id"], FINAL, 60)
+        finally:
+            dispatcher.stop()
+        assert "requeued" in event_types(c, job["id"])
+    assert done["status"] == "succeeded", done
+    assert overflow.standin.invocations[job["id"]] == 1  # the refused one never counted as queued
+
+
+def test_cancel_of_a_job_at_sagemaker_ends_it_without_storing(sm_stack: Stack, overflow: Overflow) -> None:
+    overflow.standin.delay_s = 1.0
+    with sm_stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()
+        dispatcher = sm_stack.dispatcher_thread().start()
+        try:
+            wait_until(lambda: overflow.standin.invocations[job["id"]] == 1, 30, what="the invocation")
+            assert c.post(f"/api/jobs/{job['id']}/cancel").json()["cancel_requested"] is True
+            done = wait_status(c, job["id"], FINAL, 30)
+        finally:
+            dispatcher.stop()
+    assert done["status"] == "cancelled" and done["images"] == []
+    wait_until(overflow.standin.is_idle, 30, what="the stand-in to finish")
+    assert overflow.standin.invocations[job["id"]] == 1
+
+
+# --- routing ------------------------------------------------------------------------------------------
+def test_a_burst_overflows_to_sagemaker_and_every_job_is_stored_once(
+    db_url: str, tmp_path: Path, overflow: Overflow
+) -> None:
+    settings = overflow.settings(sagemaker_overflow_backlog=1, comfy_prequeue=1)
+    for stack in start_stack(
+        db_url, tmp_path, overflow.emulator.url, dispatch_routing="comfy_first", **settings
+    ):
+        with stack.client() as c:
+            ids = [c.post("/api/jobs", json=job_body(steps=30)).json()["id"] for _ in range(10)]
+            stack.drain(timeout_s=120)
+            assert [job_status(c, i)["status"] for i in ids] == ["succeeded"] * 10
+        rows = job_rows(stack.settings)
+    where = {jid: job.executor for jid, (job, _) in rows.items()}
+    assert set(where.values()) == {"comfy", "sagemaker"}, where
+    assert all(stored == 1 for _, stored in rows.values())
+    sagemaker_jobs = {jid for jid, ex in where.items() if ex == "sagemaker"}
+    assert set(overflow.standin.invocations) == sagemaker_jobs
+    assert all(n == 1 for n in overflow.standin.invocations.values())
+    executions = overflow.emulator.stats()["executions"]
+    assert all(executions[jid] == 1 for jid in ids), executions  # both paths share this emulator
+
+
+def test_comfy_first_keeps_jobs_direct_below_the_backlog(
+    db_url: str, tmp_path: Path, overflow: Overflow
+) -> None:
+    settings = overflow.settings(sagemaker_overflow_backlog=20)
+    for stack in start_stack(db_url, tmp_path, overflow.emulator.url, **settings):
+        with stack.client() as c:
+            ids = [c.post("/api/jobs", json=job_body(steps=2)).json()["id"] for _ in range(4)]
+            stack.drain(timeout_s=60)
+            assert [job_status(c, i)["status"] for i in ids] == ["succeeded"] * 4
+        assert {job.executor for job, _ in job_rows(stack.settings).values()} == {"comfy"}
+    assert not overflow.standin.invocations
+
+
+# --- units --------------------------------------------------------------------------------------------
+def _ctx(**values: Any) -> JobContext:
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return JobContext(settings, None, None, None, "w")  # type: ignore[arg-type]
+
+
+def test_routing_settings_choose_the_executors() -> None:
+    sm = {"sagemaker_endpoint_name": "render", "sagemaker_bucket": "b"}
+    assert [e.kind_name for e in make_executors(_ctx(comfy_ui_address="", **sm))] == ["sagemaker"]
+    assert [e.kind_name for e in make_executors(_ctx(comfy_ui_address="h:1", **sm))] == ["comfy", "sagemaker"]
+    only = make_executors(_ctx(comfy_ui_address="h:1", dispatch_routing="sagemaker_only", **sm))
+    assert [e.kind_name for e in only] == ["sagemaker"]
+    direct = make_executors(_ctx(comfy_ui_address="h:1", dispatch_routing="comfy_only", **sm))
+    assert [e.kind_name for e in direct] == ["comfy"]
+    with pytest.raises(NoExecutor, match="COMFY_UI_ADDRESS or SAGEMAKER_ENDPOINT_NAME"):
+        make_executors(_ctx(comfy_ui_address=""))
+    with pytest.raises(NoExecutor, match="SAGEMAKER_ENDPOINT_NAME"):
+        make_executors(_ctx(dispatch_routing="sagemaker_only"))
+    with pytest.raises(ValueError, match="SAGEMAKER_BUCKET"):
+        SageMakerExecutor(_ctx(sagemaker_endpoint_name="render"))
+
+
+def test_notifications_are_read_raw_or_in_an_sns_envelope() -> None:
+    note = {
+        "inferenceId": "j1",
+        "invocationStatus": "Completed",
+        "responseParameters": {"outputLocation": "s3://b/k"},
+    }
+    assert parse_notification(json.dumps(note)) == note
+    envelope = {"Type": "Notification", "Message": json.dumps(note), "TopicArn": "arn:aws:sns:x"}
+    assert parse_notification(json.dumps(envelope)) == note
+    assert parse_notification("not json") is None and parse_notification('{"Type": "x"}') is None
