@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -95,7 +96,7 @@ class Adapter:
         """ComfyUI's version if it answers now, else None."""
         try:
             stats = await self.probe.system_stats()
-        except (ComfyError, ValueError, KeyError) as exc:
+        except (ComfyError, httpx.HTTPError, ValueError, KeyError) as exc:
             logger.debug("ComfyUI not up: %s", exc)
             return None
         return str(stats.get("system", {}).get("comfyui_version", ""))

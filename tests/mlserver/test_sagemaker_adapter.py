@@ -23,6 +23,8 @@ from PIL import Image
 from backend.config import Settings
 from backend.workflows import GraphInputs, build_graph
 from loras.manifest import load_manifest
+from mlserver.sagemaker.__main__ import parse_args
+from mlserver.sagemaker.adapter import warmup_graph
 from mlserver.sagemaker.payload import PNG_SIGNATURE
 from tests.factories import sketch_png
 from tests.support.comfy import NEEDS_EMULATOR, REAL_COMFYUI, EmulatorProcess, start_emulator
@@ -461,3 +463,36 @@ def test_sigterm_when_idle_exits_0_at_once(own_adapter: AdapterProcess) -> None:
     started = time.monotonic()
     assert own_adapter.stop(timeout_s=10) == 0
     assert time.monotonic() - started < 5
+
+
+# --- settings and the warm-up graph (no process) ------------------------------------------------------------
+
+
+def test_flags_override_the_environment_which_overrides_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMFY_URL", "http://127.0.0.1:9999")
+    monkeypatch.setenv("WARMUP", "off")
+    monkeypatch.setenv("INVOCATION_TIMEOUT_S", "12.5")
+    settings = parse_args(["--port", "8123"])
+    assert (settings.comfy_url, settings.adapter_port, settings.warmup) == (
+        "http://127.0.0.1:9999",
+        8123,
+        False,
+    )
+    assert settings.invocation_timeout_s == 12.5 and settings.drain_grace_s == 30.0
+    assert parse_args(["--comfy-url", "http://10.0.0.1:8188", "--warmup", "on"]).warmup is True
+    assert parse_args(["--comfy-url", "http://10.0.0.1:8188"]).comfy_url == "http://10.0.0.1:8188"
+
+
+def test_the_warm_up_graph_is_txt2img_cut_down_to_a_1_step_64px_preview() -> None:
+    graph = warmup_graph()
+    assert "10" not in graph  # no LoRA: nothing but the checkpoint needs to be there
+    assert graph["3"]["inputs"]["model"] == ["4", 0] and graph["6"]["inputs"]["clip"] == ["4", 1]
+    assert graph["5"]["inputs"] == {"width": 64, "height": 64, "batch_size": 1}
+    assert graph["3"]["inputs"]["steps"] == 1
+    assert graph["9"] == {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
+    assert warmup_graph("other.safetensors")["4"]["inputs"]["ckpt_name"] == "other.safetensors"
+
+
+def test_an_unknown_route_answers_the_error_shape(adapter: AdapterProcess) -> None:
+    error_of(httpx.get(f"{adapter.url}/nope"), 404, "not_found")
+    error_of(httpx.get(f"{adapter.url}/invocations"), 405, "method_not_allowed")
