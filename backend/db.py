@@ -6,6 +6,8 @@ One AsyncEngine per process, made by the entry point (API lifespan, dispatcher s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,6 +73,27 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def writing(session: AsyncSession) -> AsyncIterator[None]:
+    """`session.begin()`, one writer at a time per process on SQLite.
+
+    SQLite has one write lock per file; connections that find it taken wait in SQLite's busy handler,
+    which sleeps in growing steps (up to 100 ms) rather than waking when the lock is freed. Queuing a
+    process's writers on an asyncio lock instead leaves only the other processes to contend with.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        async with session.begin():
+            yield
+        return
+    lock = _SQLITE_WRITERS.setdefault(bind, asyncio.Lock())
+    async with lock, session.begin():
+        yield
+
+
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
@@ -94,8 +117,26 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 async def read_session(sessionmaker: SessionMaker) -> AsyncSession:
     """A session whose SQLite transactions start DEFERRED (readers never take the write lock)."""
     session = sessionmaker()
-    await session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+    await begin_read(session)
     return session
+
+
+async def begin_read(session: AsyncSession) -> None:
+    """Start the session's next transaction as a reader (SQLite: DEFERRED, no write lock)."""
+    await session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+
+
+@contextlib.asynccontextmanager
+async def reading(session: AsyncSession) -> AsyncIterator[None]:
+    """One read-only transaction on a session that also writes: on SQLite it never takes the write lock.
+    It commits (a no-op for a reader) rather than rolls back, so what it loaded stays usable."""
+    await begin_read(session)
+    try:
+        yield
+    except BaseException:
+        await session.rollback()
+        raise
+    await session.commit()
 
 
 async def dispose(engine: AsyncEngine) -> None:

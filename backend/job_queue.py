@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import JSON, Select, and_, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, utcnow
+from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, UTCDateTime, utcnow
 
 AFFINITY_WINDOW = 16  # queued jobs looked at when preferring the LoRA an instance has loaded
 AFFINITY_MAX_WAIT_S = 20.0  # the head of the queue is never passed over once it waited this long
@@ -41,11 +41,24 @@ def _is_pg(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-async def enqueue(session: AsyncSession, job: Job) -> Job:
+async def enqueue(session: AsyncSession, job: Job, *, max_active: int | None = None) -> Job | None:
+    """Store a new job and its `queued` event; None if that made the designer's jobs queued or
+    running exceed `max_active` (the caller then rolls the transaction back, job row included).
+
+    The cap is checked by the event's INSERT itself (`… SELECT … WHERE active <= max`), so on SQLite
+    the write lock is held for the two INSERTs only. A new job has no images: the collection is set
+    empty, so showing the job loads nothing.
+    """
+    job.images = []
     session.add(job)
     await session.flush()
-    add_event(session, job.id, "queued", {"status": "queued"})
-    return job
+    data = literal({"status": "queued"}, JSON)
+    row = select(literal(job.id), literal("queued"), data, literal(utcnow(), UTCDateTime()))
+    if max_active is not None:
+        row = row.where(_active_count(job.designer_id).scalar_subquery() <= max_active)
+    event = insert(JobEvent).from_select(["job_id", "type", "data", "created_at"], row)
+    stored = await session.scalar(event.returning(JobEvent.id))
+    return job if stored is not None else None
 
 
 async def queue_position(session: AsyncSession, job: Job) -> int | None:
@@ -67,10 +80,13 @@ async def queue_position(session: AsyncSession, job: Job) -> int | None:
     return int(ahead or 0) + 1
 
 
+def _active_count(designer_id: str) -> Select[int]:
+    """The designer's jobs queued or running (`ix_jobs_designer_status`)."""
+    return select(func.count()).select_from(Job).where(Job.designer_id == designer_id, Job.status.in_(ACTIVE))
+
+
 async def active_jobs(session: AsyncSession, designer_id: str) -> int:
-    n = await session.scalar(
-        select(func.count()).select_from(Job).where(Job.designer_id == designer_id, Job.status.in_(ACTIVE))
-    )
+    n = await session.scalar(_active_count(designer_id))
     return int(n or 0)
 
 

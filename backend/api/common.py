@@ -8,10 +8,11 @@ from datetime import datetime
 
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from backend import job_queue
 from backend.errors import InvalidInput
-from backend.models import Image, Job
+from backend.models import Image, Job, JobStatus
 from backend.schemas import ErrorInfo, ImageOut, JobOut, Progress
 
 
@@ -51,10 +52,20 @@ def job_out(job: Job, queue_position: int | None = None) -> JobOut:
     )
 
 
+async def load_images(session: AsyncSession, job: Job) -> None:
+    """Make `job.images` readable: only a succeeded job has images (`job_queue.finish` stores them with
+    that status), so any other job's are known to be empty without a query."""
+    if "images" not in inspect(job).unloaded:
+        return
+    if job.status == JobStatus.succeeded:
+        await session.refresh(job, attribute_names=["images"])
+    else:
+        set_committed_value(job, "images", [])
+
+
 async def job_view(session: AsyncSession, job: Job) -> JobOut:
     """The job as the API shows it (images loaded, queue position computed) inside the open transaction."""
-    if "images" in inspect(job).unloaded:
-        await session.refresh(job, attribute_names=["images"])
+    await load_images(session, job)
     return job_out(job, await job_queue.queue_position(session, job))
 
 

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import lazyload
 
 from backend import job_queue
-from backend.api.common import decode_cursor, encode_cursor, job_view
+from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
 from backend.auth import CurrentDesigner, Principal
-from backend.db import ReadSessionDep, SessionDep
+from backend.db import ReadSessionDep, SessionDep, reading, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
-from backend.models import Job, JobStatus, Upload
+from backend.models import Job, JobStatus, Upload, new_id
 from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
 from loras.manifest import Manifest
 
@@ -33,8 +34,10 @@ IdempotencyKey = Annotated[
 
 
 async def get_job(session: AsyncSession, designer: Principal, job_id: str) -> Job:
-    """The designer's job, or 404 (someone else's job is a 404 too: nothing leaks)."""
-    job = await session.get(Job, job_id) if is_entity_id(job_id) else None
+    """The designer's job, or 404 (someone else's job is a 404 too: nothing leaks).
+
+    Its images are not loaded here: `job_view` loads them only for a succeeded job (none has any other)."""
+    job = await session.get(Job, job_id, options=[lazyload(Job.images)]) if is_entity_id(job_id) else None
     if job is None or job.designer_id != designer.id:
         raise NotFound(f"No job {job_id!r}.", code="job_not_found")
     return job
@@ -50,48 +53,69 @@ def _check_style(manifest: Manifest, style: str) -> None:
         )
 
 
-async def _new_job(
+def _build_job(
     request: Request,
-    session: SessionDep,
     designer: Principal,
     params: dict[str, Any],
     *,
     idempotency_key: str | None = None,
     retry_of: str | None = None,
 ) -> Job:
-    settings = request.app.state.settings
-    _check_style(request.app.state.manifest, params["style"])
-    if await job_queue.active_jobs(session, designer.id) >= settings.max_active_jobs_per_designer:
-        raise RateLimited(
-            f"You already have {settings.max_active_jobs_per_designer} renders queued or running; "
-            "wait for some to finish.",
-            headers={"Retry-After": "10"},
-            code="too_many_active_jobs",
-        )
-    upload_id = params.get("upload_id")
-    if upload_id:
-        upload = await session.get(Upload, upload_id)
-        if upload is None or upload.designer_id != designer.id:
-            raise InvalidInput(
-                "upload_id does not name one of your uploads",
-                code="unknown_upload",
-                details=[{"field": "upload_id", "message": "no such upload"}],
-            )
+    """The new job's row, validated against the style manifest (nothing is read or written yet)."""
+    manifest: Manifest = request.app.state.manifest
+    _check_style(manifest, params["style"])
     seed = params["seed"] if params.get("seed") is not None else secrets.randbelow(MAX_SEED + 1)
-    stored = {**params, "seed": seed}
-    job = Job(
+    return Job(
+        id=new_id(),
         designer_id=designer.id,
         kind=params["kind"],
         style=params["style"],
         seed=seed,
-        params=stored,
+        params={**params, "seed": seed},
         params_hash=job_queue.params_hash(params),
-        lora_name=request.app.state.manifest.get(params["style"]).lora_file,
-        upload_id=upload_id,
+        lora_name=manifest.get(params["style"]).lora_file,
+        upload_id=params.get("upload_id"),
         idempotency_key=idempotency_key,
         retry_of=retry_of,
     )
-    return await job_queue.enqueue(session, job)
+
+
+async def _check_upload(session: AsyncSession, designer: Principal, upload_id: str | None) -> None:
+    if not upload_id:
+        return
+    async with reading(session):
+        upload = await session.get(Upload, upload_id)
+    if upload is None or upload.designer_id != designer.id:
+        raise InvalidInput(
+            "upload_id does not name one of your uploads",
+            code="unknown_upload",
+            details=[{"field": "upload_id", "message": "no such upload"}],
+        )
+
+
+async def _store(request: Request, session: AsyncSession, job: Job) -> JobOut:
+    """Write the job (two INSERTs: on SQLite the write lock is held for those only), then show it.
+
+    The per-designer cap is checked inside the write (`job_queue.enqueue`). On SQLite the queue
+    position is counted after the commit, in a reader's transaction; PostgreSQL has no such lock and
+    counts it in the same transaction.
+    """
+    settings = request.app.state.settings
+    position: int | None = None
+    async with writing(session):
+        if await job_queue.enqueue(session, job, max_active=settings.max_active_jobs_per_designer) is None:
+            raise RateLimited(
+                f"You already have {settings.max_active_jobs_per_designer} renders queued or running; "
+                "wait for some to finish.",
+                headers={"Retry-After": "10"},
+                code="too_many_active_jobs",
+            )
+        if not settings.is_sqlite:
+            position = await job_queue.queue_position(session, job)
+    if settings.is_sqlite:
+        async with reading(session):
+            position = await job_queue.queue_position(session, job)
+    return job_out(job, position)
 
 
 @router.post(
@@ -115,10 +139,10 @@ async def create_job(
         existing = await _by_idempotency_key(session, designer, idempotency_key, params)
         if existing is not None:
             return existing
+    job = _build_job(request, designer, params, idempotency_key=idempotency_key)
+    await _check_upload(session, designer, job.upload_id)
     try:
-        async with session.begin():
-            job = await _new_job(request, session, designer, params, idempotency_key=idempotency_key)
-            return await job_view(session, job)
+        return await _store(request, session, job)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -133,9 +157,11 @@ async def _by_idempotency_key(
     session: SessionDep, designer: Principal, key: str, params: dict[str, Any]
 ) -> JobOut | None:
     """The job an earlier POST with this key created, as the API shows it; 409 if the body differs."""
-    async with session.begin():
+    async with reading(session):
         job = await session.scalar(
-            select(Job).where(Job.designer_id == designer.id, Job.idempotency_key == key)
+            select(Job)
+            .where(Job.designer_id == designer.id, Job.idempotency_key == key)
+            .options(lazyload(Job.images))
         )
         if job is None:
             return None
@@ -224,10 +250,11 @@ async def retry_job(
     body: RetryRequest | None = None,
 ) -> JobOut:
     """A new job with the same parameters (and seed, unless `new_seed`)."""
-    async with session.begin():
+    async with reading(session):
         original = await get_job(session, designer, job_id)
-        params = dict(original.params)
-        if body is not None and body.new_seed:
-            params["seed"] = None
-        job = await _new_job(request, session, designer, params, retry_of=original.id)
-        return await job_view(session, job)
+    params = dict(original.params)
+    if body is not None and body.new_seed:
+        params["seed"] = None
+    job = _build_job(request, designer, params, retry_of=original.id)
+    await _check_upload(session, designer, job.upload_id)
+    return await _store(request, session, job)

@@ -163,3 +163,17 @@ async def test_claim_takes_a_higher_priority_first_with_or_without_a_preferred_l
     high = await add_jobs(sm, 2, lora="minimalist.safetensors", priority=5)
     assert (await claim(sm, "w")).id == high[0]
     assert (await claim(sm, "w", preferred="minimalist.safetensors")).id == high[1]
+
+
+async def test_enqueue_keeps_nothing_past_the_active_cap(sm) -> None:
+    await add_jobs(sm, 2)
+    async with sm() as s, s.begin():
+        job = Job(designer_id="d1", kind="text", style="x", params={}, params_hash="h", seed=9)
+        assert await job_queue.enqueue(s, job, max_active=3) is job
+    async with sm() as s:
+        over = Job(designer_id="d1", kind="text", style="x", params={}, params_hash="h", seed=10)
+        async with s.begin():
+            assert await job_queue.enqueue(s, over, max_active=3) is None
+            await s.rollback()
+        assert await job_queue.active_jobs(s, "d1") == 3
+        assert await s.get(Job, over.id) is None
