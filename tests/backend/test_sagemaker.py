@@ -9,6 +9,7 @@ emulator. Dispatchers run as threads or as real processes that get SIGKILLed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -342,3 +343,17 @@ def test_notifications_are_read_raw_or_in_an_sns_envelope() -> None:
     envelope = {"Type": "Notification", "Message": json.dumps(note), "TopicArn": "arn:aws:sns:x"}
     assert parse_notification(json.dumps(envelope)) == note
     assert parse_notification("not json") is None and parse_notification('{"Type": "x"}') is None
+
+
+def test_a_dispatcher_claims_no_more_jobs_than_an_instance_has_slots(
+    db_url: str, tmp_path: Path, comfyui_url: str
+) -> None:
+    """COMFY_PREQUEUE=0: one job at a time on the instance (a claimed job's slot is reserved at once)."""
+    for stack in start_stack(db_url, tmp_path, comfyui_url, comfy_prequeue=0):
+        with stack.client() as c:
+            ids = [c.post("/api/jobs", json=job_body(steps=3)).json()["id"] for _ in range(4)]
+            stack.drain(timeout_s=60)
+            assert [job_status(c, i)["status"] for i in ids] == ["succeeded"] * 4
+        jobs = sorted((job for job, _ in job_rows(stack.settings).values()), key=lambda j: j.started_at)
+    for before, after in itertools.pairwise(jobs):
+        assert after.started_at >= before.finished_at, "a job was claimed while the only slot was taken"
