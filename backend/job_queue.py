@@ -11,6 +11,7 @@ ComfyUI before doing anything else. Every change writes a `job_events` row in th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -18,9 +19,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Select, and_, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, UTCDateTime, utcnow
 
@@ -135,70 +150,87 @@ async def claim_next(
     is read and picked from as before.
     """
     now = utcnow()
-    head_takes = None
+    params: dict[str, Any] = {
+        "claim_kinds": list(kinds),
+        "claim_now": now,
+        "claim_worker": worker_id,
+        "claim_executor": executor,
+        "claim_instance": instance,
+    }
     if preferred_lora is not None:
-        cutoff = now - timedelta(seconds=AFFINITY_MAX_WAIT_S)
-        head_takes = or_(Job.lora_name == preferred_lora, Job.created_at <= cutoff)
-    job = await _claim_where(
-        session, Job.id == _head(session, kinds, now), head_takes, worker_id, executor, instance, now
-    )
+        params |= {"claim_lora": preferred_lora, "claim_cutoff": now - timedelta(seconds=AFFINITY_MAX_WAIT_S)}
+    stmt = _claim_head_statement(_is_pg(session), preferred_lora is not None)
+    job = (await session.scalars(stmt, params)).one_or_none()
     if job is None and preferred_lora is not None:
-        rows = (await session.execute(_candidates(session, kinds, now, AFFINITY_WINDOW))).all()
+        rows = (await session.execute(_candidates(_is_pg(session), list(kinds), now, AFFINITY_WINDOW))).all()
         if rows:
-            job_id = _pick(rows, preferred_lora, now)
-            job = await _claim_where(session, Job.id == job_id, None, worker_id, executor, instance, now)
+            params["claim_job_id"] = _pick(rows, preferred_lora, now)
+            job = (await session.scalars(_claim_by_id_statement(), params)).one_or_none()
     if job is not None:
-        await session.execute(
-            insert(JobEvent).values(job_id=job.id, type="claimed", data={"status": "running"}, created_at=now)
-        )
+        set_committed_value(job, "images", [])  # it was queued: it has none
+        event = {"job_id": job.id, "type": "claimed", "data": {"status": "running"}, "created_at": now}
+        await session.execute(_INSERT_EVENT, event)
     return job
 
 
-def _candidates(
-    session: AsyncSession, kinds: Sequence[str], now: datetime, limit: int
-) -> Select[str, str, datetime]:
+# The claim's statements are built once (with bind parameters) and reused: building a statement costs
+# more Python time than running it.
+_INSERT_EVENT = insert(JobEvent.metadata.tables[JobEvent.__tablename__])  # Core: no ORM unit of work
+
+
+def _candidates(is_pg: bool, kinds: Any, now: Any, limit: int) -> Select[str, str, datetime]:
     """The first `limit` claimable jobs in claim order (`ix_jobs_claim`), locked on PostgreSQL."""
-    queued = aliased(Job, name="candidate")  # not correlated with the UPDATE around `_head`
+    queued = aliased(Job, name="candidate")  # not correlated with the UPDATE around the head's subquery
     query = (
         select(queued.id, queued.lora_name, queued.created_at)
         .where(
             queued.status == JobStatus.queued,
-            queued.kind.in_(list(kinds)),
+            queued.kind.in_(kinds),
             or_(queued.not_before.is_(None), queued.not_before <= now),
         )
         .order_by(queued.priority.desc(), queued.created_at, queued.id)
         .limit(limit)
     )
-    return query.with_for_update(skip_locked=True) if _is_pg(session) else query
+    return query.with_for_update(skip_locked=True) if is_pg else query
 
 
-def _head(session: AsyncSession, kinds: Sequence[str], now: datetime) -> Any:
-    """The id of the head of the queue, as a scalar subquery."""
-    query = _candidates(session, kinds, now, 1)
-    return query.with_only_columns(query.selected_columns[0]).scalar_subquery()
-
-
-async def _claim_where(
-    session: AsyncSession,
-    which: Any,
-    condition: Any,
-    worker_id: str,
-    executor: str,
-    instance: str | None,
-    now: datetime,
-) -> Job | None:
-    return await _update_where(
-        session,
-        which,
-        Job.status == JobStatus.queued,
-        *([] if condition is None else [condition]),
-        status=JobStatus.running,
-        claimed_by=worker_id,
-        heartbeat_at=now,
-        executor=executor,
-        instance=instance,
-        started_at=func.coalesce(Job.started_at, now),
+def _claim(*where: Any) -> Any:
+    """UPDATE … SET running, held by this dispatcher … WHERE <where> AND still queued RETURNING the job."""
+    now = bindparam("claim_now", type_=UTCDateTime())
+    return (
+        update(Job)
+        .where(*where, Job.status == JobStatus.queued)
+        .values(
+            status=JobStatus.running,
+            claimed_by=bindparam("claim_worker", type_=String()),
+            heartbeat_at=now,
+            executor=bindparam("claim_executor", type_=String()),
+            instance=bindparam("claim_instance", type_=String()),
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+        )
+        .returning(Job)
+        .options(lazyload(Job.images))  # not selectin: a queued job has no images (see claim_next)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
+
+
+@functools.cache
+def _claim_head_statement(is_pg: bool, affinity: bool) -> Any:
+    """The head of the queue; with `affinity`, only if it uses the preferred LoRA or waited too long."""
+    now = bindparam("claim_now", type_=UTCDateTime())
+    head = _candidates(is_pg, bindparam("claim_kinds", expanding=True), now, 1)
+    where = [Job.id == head.with_only_columns(head.selected_columns[0]).scalar_subquery()]
+    if affinity:
+        lora = bindparam("claim_lora", type_=String())
+        cutoff = bindparam("claim_cutoff", type_=UTCDateTime())
+        where.append(or_(Job.lora_name == lora, Job.created_at <= cutoff))
+    return _claim(*where)
+
+
+@functools.cache
+def _claim_by_id_statement() -> Any:
+    return _claim(Job.id == bindparam("claim_job_id", type_=String()))
 
 
 def _held(job_id: str, worker_id: str) -> Any:
