@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Integer,
     Select,
     String,
     and_,
@@ -42,6 +43,7 @@ from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, UTCD
 AFFINITY_WINDOW = 16  # queued jobs looked at when preferring the LoRA an instance has loaded
 AFFINITY_MAX_WAIT_S = 20.0  # the head of the queue is never passed over once it waited this long
 ACTIVE = (JobStatus.queued, JobStatus.running)
+_EVENTS = JobEvent.metadata.tables[JobEvent.__tablename__]  # Core inserts: no ORM unit of work
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -67,35 +69,64 @@ async def enqueue(session: AsyncSession, job: Job, *, max_active: int | None = N
     job.images = []
     session.add(job)
     await session.flush()
-    data = literal({"status": "queued"}, JSON)
-    row = select(literal(job.id), literal("queued"), data, literal(utcnow(), UTCDateTime()))
-    if max_active is not None:
-        row = row.where(_active_count(job.designer_id).scalar_subquery() <= max_active)
-    event = insert(JobEvent).from_select(["job_id", "type", "data", "created_at"], row)
-    stored = await session.scalar(event.returning(JobEvent.id))
+    params = {"ev_job": job.id, "ev_now": utcnow(), "ev_designer": job.designer_id, "ev_max": max_active}
+    stored = await session.scalar(_queued_event_statement(max_active is not None), params)
     return job if stored is not None else None
+
+
+@functools.cache
+def _queued_event_statement(capped: bool) -> Any:
+    """INSERT the `queued` event (… SELECT … WHERE the designer's active jobs <= ev_max) RETURNING its id."""
+    row = select(
+        bindparam("ev_job", type_=String()),
+        literal("queued"),
+        literal({"status": "queued"}, JSON),
+        bindparam("ev_now", type_=UTCDateTime()),
+    )
+    if capped:
+        active = _active_count(bindparam("ev_designer", type_=String())).scalar_subquery()
+        row = row.where(active <= bindparam("ev_max", type_=Integer()))
+    columns = ["job_id", "type", "data", "created_at"]
+    return insert(_EVENTS).from_select(columns, row).returning(_EVENTS.c.id)
 
 
 async def queue_position(session: AsyncSession, job: Job) -> int | None:
     """1 = next to be claimed for its kind; None once the job left the queue."""
     if job.status != JobStatus.queued:
         return None
-    ahead = await session.scalar(
+    params = {
+        "pos_kind": job.kind,
+        "pos_priority": job.priority,
+        "pos_created": job.created_at,
+        "pos_id": job.id,
+    }
+    ahead = await session.scalar(_position_statement(), params)
+    return int(ahead or 0) + 1
+
+
+@functools.cache
+def _position_statement() -> Select[int]:
+    """Queued jobs of a kind ahead of one (`ix_jobs_queue` covers it), built once."""
+    priority = bindparam("pos_priority", type_=Integer())
+    created = bindparam("pos_created", type_=UTCDateTime())
+    return (
         select(func.count())
         .select_from(Job)
         .where(
             Job.status == JobStatus.queued,
-            Job.kind == job.kind,
+            Job.kind == bindparam("pos_kind", type_=String()),
             or_(
-                Job.priority > job.priority,
-                and_(Job.priority == job.priority, tuple_(Job.created_at, Job.id) < (job.created_at, job.id)),
+                Job.priority > priority,
+                and_(
+                    Job.priority == priority,
+                    tuple_(Job.created_at, Job.id) < tuple_(created, bindparam("pos_id", type_=String())),
+                ),
             ),
         )
     )
-    return int(ahead or 0) + 1
 
 
-def _active_count(designer_id: str) -> Select[int]:
+def _active_count(designer_id: Any) -> Select[int]:
     """The designer's jobs queued or running (`ix_jobs_designer_status`)."""
     return select(func.count()).select_from(Job).where(Job.designer_id == designer_id, Job.status.in_(ACTIVE))
 
@@ -175,7 +206,7 @@ async def claim_next(
 
 # The claim's statements are built once (with bind parameters) and reused: building a statement costs
 # more Python time than running it.
-_INSERT_EVENT = insert(JobEvent.metadata.tables[JobEvent.__tablename__])  # Core: no ORM unit of work
+_INSERT_EVENT = insert(_EVENTS)
 
 
 def _candidates(is_pg: bool, kinds: Any, now: Any, limit: int) -> Select[str, str, datetime]:
