@@ -250,6 +250,10 @@ class Dispatcher:
                 job.instance,
                 extra={"action": "job_adopted", "job_id": job.id},
             )
+            if ex is None and job.executor == SageMakerExecutor.kind_name:
+                # Queued at SageMaker: back in the queue it could run twice; a dispatcher with it adopts it.
+                await self.ctx.held(job_queue.unhold, job.id)
+                continue
             if ex is None:
                 await self.ctx.held(job_queue.release, job.id, reason="its executor is not configured here")
                 continue

@@ -256,17 +256,20 @@ class SageMakerExecutor:
 
     # --- jobs ---------------------------------------------------------------------------------------
     async def run_job(self, job: Job) -> None:
-        await self._run(job, fresh=True)
+        await self._run(job)
 
     async def resume_job(self, job: Job) -> None:
-        await self._run(job, fresh=False)
+        await self._run(job)
 
-    async def _run(self, job: Job, fresh: bool) -> None:
+    async def _run(self, job: Job) -> None:
         a = Active(job)
         self.active[job.id] = a
         self._idle.clear()
         try:
-            if (fresh or not self._invocations(job)) and not await self._invoke(a):
+            # A live invocation (accepted, or an intent of unknown outcome) is never repeated blindly,
+            # even for a job claimed afresh.
+            live = [i for i in self._invocations(job) if i.get("state") != "refused"]
+            if not live and not await self._invoke(a):
                 return
             await self._follow(a)
         except Exception:
@@ -343,36 +346,12 @@ class SageMakerExecutor:
             a.submitting = False
 
     async def _invoke_once(self, a: Active) -> bool:
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-        )
-
-        job = a.job
-        if a.cancel_requested:
-            await self.ctx.held(job_queue.mark_cancelled, job.id)
+        prepared = await self._prepare(a)
+        if prepared is None:
             return False
-        if job.attempts >= self.settings.max_attempts:
-            msg = f"SageMaker returned no result for {job.attempts} invocations; giving up."
-            await self.ctx.held(job_queue.fail, job.id, "sagemaker_no_result", msg)
-            return False
-        try:
-            payload, graph = await self._payload(job)
-        except (GraphError, LookupError) as exc:
-            await self.ctx.held(job_queue.fail, job.id, "invalid_job", str(exc))
-            return False
-        try:
-            input_uri = await self._put_input(job.id, payload)
-        except (BotoCoreError, ClientError) as exc:
-            logger.warning("job %s: input upload failed (%s); back to the queue", job.id, exc)
-            self._back_off()
-            await self.ctx.held(
-                job_queue.release, job.id, reason="SageMaker input upload failed", delay_s=INVOKE_BACKOFF_S
-            )
-            return False
+        input_uri, graph = prepared
         _kill_point("uploaded")
+        job = a.job
         invs = self._invocations(job)
         filename = f"invocation-{len(invs) + 1}.json"
         output, failure = self._predicted(job.id, filename)
@@ -388,17 +367,56 @@ class SageMakerExecutor:
         held = await self.ctx.held(job_queue.mark_submitted, job.id, graph=graph, external=external)
         if held is None:
             return False
-        a.job = job = held
+        a.job = held
+        return await self._call(a, inv, external)
+
+    async def _prepare(self, a: Active) -> tuple[str, dict[str, Any]] | None:
+        """Checks, then the request's input on S3: (its URI, the graph), or None when the job ended."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        job = a.job
+        if a.cancel_requested:
+            await self.ctx.held(job_queue.mark_cancelled, job.id)
+            return None
+        if job.attempts >= self.settings.max_attempts:
+            msg = f"SageMaker returned no result for {job.attempts} invocations; giving up."
+            await self.ctx.held(job_queue.fail, job.id, "sagemaker_no_result", msg)
+            return None
+        try:
+            payload, graph = await self._payload(job)
+        except (GraphError, LookupError) as exc:
+            await self.ctx.held(job_queue.fail, job.id, "invalid_job", str(exc))
+            return None
+        try:
+            return await self._put_input(job.id, payload), graph
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("job %s: input upload failed (%s); back to the queue", job.id, exc)
+            self._back_off()
+            await self.ctx.held(
+                job_queue.release, job.id, reason="SageMaker input upload failed", delay_s=INVOKE_BACKOFF_S
+            )
+            return None
+
+    async def _call(self, a: Active, inv: dict[str, Any], external: dict[str, Any]) -> bool:
+        """InvokeEndpointAsync for the recorded intent `inv`, then its answer recorded on the job."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+        )
+
+        job = a.job
         try:
             answer = await asyncio.to_thread(
                 self._runtime.invoke_endpoint_async,
                 EndpointName=self.name,
-                InputLocation=input_uri,
+                InputLocation=external["input"],
                 InferenceId=job.id,
                 ContentType="application/json",
                 Accept="application/json",
                 S3OutputPathExtension=job.id,
-                Filename=filename,
+                Filename=inv["filename"],
                 InvocationTimeoutSeconds=self.settings.sagemaker_invocation_timeout_s,
                 RequestTTLSeconds=self.settings.sagemaker_request_ttl_s,
             )
@@ -419,8 +437,8 @@ class SageMakerExecutor:
         _kill_point("invoked")
         inv.update(
             state="accepted",
-            output_location=answer.get("OutputLocation") or output,
-            failure_location=answer.get("FailureLocation") or failure,
+            output_location=answer.get("OutputLocation") or inv["output_location"],
+            failure_location=answer.get("FailureLocation") or inv["failure_location"],
         )
         a.invoked_mono = time.monotonic()
         recorded = await self.ctx.held(job_queue.record_external, job.id, external)
