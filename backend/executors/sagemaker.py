@@ -16,8 +16,10 @@ up (S3 HEAD), and a new invocation is made only once `RequestTTLSeconds + Invoca
 Source of truth: S3, not SQS. The queue is shared by every dispatcher and a notification may be for a
 job another one holds, so a message only wakes the job it names (its locations are taken as hints);
 it is deleted when that job is ours (the S3 objects outlive it) or final / unknown, and left alone
-for the visibility timeout to hand it to its holder otherwise. Every followed job is also checked on
-S3 every SAGEMAKER_POLL_S, so a lost or deleted message only costs latency.
+for the visibility timeout to hand it to its holder otherwise (or, after the stack's maxReceiveCount,
+to the dead-letter queue). Every followed job is also checked on S3 every SAGEMAKER_POLL_S, so a lost,
+bounced or deleted message only costs latency, never a result. (ChangeMessageVisibility would hand a
+message back sooner, but the backend role may only receive and delete.)
 
 Cancel: a request queued at SageMaker cannot be withdrawn. A cancel before the invocation ends the job
 at once; after it, the job is followed to its end (so SAGEMAKER_MAX_IN_FLIGHT keeps counting the GPU
@@ -241,7 +243,7 @@ class SageMakerExecutor:
         job_id = str(note["inferenceId"])
         params = note.get("responseParameters") or {}
         a = self.active.get(job_id)
-        if a is not None:
+        if a is not None and not a.lease_lost:
             if isinstance(params.get("outputLocation"), str):
                 a.output_hints.add(params["outputLocation"])
             if isinstance(params.get("failureLocation"), str):

@@ -199,6 +199,53 @@ def test_a_dispatcher_killed_mid_request_invokes_it_exactly_once(
         assert stored == 1 and len(job.external["invocations"]) == 1
 
 
+def test_sigterm_hands_a_job_at_sagemaker_over_to_the_next_dispatcher(
+    db_url: str, tmp_path: Path, overflow: Overflow
+) -> None:
+    overflow.standin.delay_s = 1.5
+    for stack in sagemaker_stack(db_url, tmp_path, overflow):
+        with stack.client() as c:
+            job = c.post("/api/jobs", json=job_body()).json()
+            first = stack.dispatcher_process("d1").start()
+            jid = job["id"]
+            wait_until(lambda jid=jid: overflow.standin.invocations[jid] == 1, 30, what="the invocation")
+            assert first.terminate() == 0, first.log()
+            second = stack.dispatcher_process("d2").start()
+            try:
+                done = wait_status(c, job["id"], FINAL, 60)
+            finally:
+                second.terminate()
+        assert done["status"] == "succeeded", (done, second.log())
+        assert overflow.standin.invocations[job["id"]] == 1 and "adopted job" in second.log()
+
+
+def test_two_dispatchers_share_the_notification_queue(
+    db_url: str, tmp_path: Path, overflow: Overflow
+) -> None:
+    """A notification the other dispatcher receives is left on the queue for the holder (or found by its
+    S3 check, here every 3 s): no job waits for its expiry (62 s) nor is invoked again."""
+    slow_expiry = {
+        "sagemaker_request_ttl_s": 30,
+        "sagemaker_invocation_timeout_s": 30,
+        "sagemaker_poll_s": 3.0,
+        "stall_after_s": 10.0,  # no adoption between the two on a loaded machine
+    }
+    for stack in sagemaker_stack(db_url, tmp_path, overflow, **slow_expiry):
+        with stack.client() as c:
+            ids = [c.post("/api/jobs", json=job_body(steps=2)).json()["id"] for _ in range(6)]
+            one, two = stack.dispatcher_thread().start(), stack.dispatcher_thread().start()
+            try:
+                for job_id in ids:
+                    assert wait_status(c, job_id, FINAL, 45)["status"] == "succeeded"
+            finally:
+                one.stop()
+                two.stop()
+        rows = job_rows(stack.settings)
+    assert overflow.standin.invocations == dict.fromkeys(ids, 1)
+    assert {job.claimed_by for job, _ in rows.values()} == {None}
+    assert len({job.instance for job, _ in rows.values()}) == 1 and all(n == 1 for _, n in rows.values())
+
+
 # --- failures -----------------------------------------------------------------------------------------
 def test_an_adapter_error_fails_the_job_with_its_message(sm_stack: Stack, overflow: Overflow) -> None:
     overflow.emulator.set_faults(fail_next=1)

@@ -72,12 +72,20 @@ class OverflowEndpoint:
 
 
 def create_overflow_endpoint(
-    endpoint_url: str, endpoint_name: str = "studio-render", bucket: str = "studio-models"
+    endpoint_url: str,
+    endpoint_name: str = "studio-render",
+    bucket: str = "studio-models",
+    visibility_timeout_s: int = 2,
 ) -> OverflowEndpoint:
-    """Bucket, SNS topics → SQS queue (raw delivery, as the stack), model, config and endpoint, in moto."""
+    """Bucket, SNS topics → SQS queue (raw delivery, as the stack), model, config and endpoint, in moto.
+
+    The queue's visibility timeout is short (the stack's is 120 s) so that a notification one dispatcher
+    leaves for another comes back quickly."""
     s3, sns, sqs, sm = (aws_client(endpoint_url, s) for s in ("s3", "sns", "sqs", "sagemaker"))
     s3.create_bucket(Bucket=bucket)
-    queue_url = sqs.create_queue(QueueName=f"{endpoint_name}-notify")["QueueUrl"]
+    queue_url = sqs.create_queue(
+        QueueName=f"{endpoint_name}-notify", Attributes={"VisibilityTimeout": str(visibility_timeout_s)}
+    )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
