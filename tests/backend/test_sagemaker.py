@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from backend.models import Image, Job
 from tests.backend.test_dispatch import job_status, wait_status
 from tests.factories import job_body, sketch_png
 from tests.support.aws import MotoServer
-from tests.support.backend import Stack, start_stack
+from tests.support.backend import ROOT, Stack, start_stack
 from tests.support.comfy import EmulatorProcess
 from tests.support.net import wait_until
 from tests.support.sagemaker_adapter import AdapterProcess, start_adapter
@@ -404,3 +407,13 @@ def test_a_dispatcher_claims_no_more_jobs_than_an_instance_has_slots(
         jobs = sorted((job for job, _ in job_rows(stack.settings).values()), key=lambda j: j.started_at)
     for before, after in itertools.pairwise(jobs):
         assert after.started_at >= before.finished_at, "a job was claimed while the only slot was taken"
+
+
+def test_the_dispatcher_refuses_to_start_without_any_executor(tmp_path: Path) -> None:
+    env = {**os.environ, "COMFY_UI_ADDRESS": "", "SAGEMAKER_ENDPOINT_NAME": ""}
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'studio.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "backend.dispatcher"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "no executor configured: set COMFY_UI_ADDRESS or SAGEMAKER_ENDPOINT_NAME" in proc.stderr.decode()
