@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import claim_rate, harness, idle_gap, latency, lora_switches, memory, throughput
+from bench import claim_rate, harness, idle_gap, latency, lora_switches, memory, sagemaker_path, throughput
 from bench.report import Figure, table, write_json
 from bench.sizes import FULL, QUICK, Sizes
 
@@ -32,6 +32,7 @@ BENCHES: dict[str, Runner] = {
     "claim_rate": claim_rate.run,
     "lora_switches": lora_switches.run,
     "memory": memory.run,
+    "sagemaker": sagemaker_path.run,  # figure 8 (issue 11)
 }
 PER_DATABASE = frozenset({"throughput", "claim_rate"})
 

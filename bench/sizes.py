@@ -21,6 +21,8 @@ class Sizes:
     lora_steps: int
     memory_jobs: int  # jobs through API and dispatcher before memory is read
     memory_mark: int  # jobs done when the reference reading is taken
+    sagemaker_jobs: int  # jobs through the SageMaker path (moto), and as many direct
+    sagemaker_steps: int
 
 
 FULL = Sizes(
@@ -38,6 +40,8 @@ FULL = Sizes(
     lora_steps=4,
     memory_jobs=10_000,
     memory_mark=1_000,
+    sagemaker_jobs=20,
+    sagemaker_steps=10,
 )
 
 QUICK = Sizes(
@@ -55,4 +59,6 @@ QUICK = Sizes(
     lora_steps=1,
     memory_jobs=40,
     memory_mark=10,
+    sagemaker_jobs=2,
+    sagemaker_steps=2,
 )

@@ -95,3 +95,13 @@ def test_memory_reads_both_processes_at_the_mark_and_the_end(tmp_path: Path) -> 
     for reading in ("mark", "end"):
         assert values[reading]["dispatcher"] > 10 and values[reading]["api_worker_max"] > 10  # MiB
         assert values[reading]["api_workers_sum"] >= values[reading]["api_worker_max"]
+
+
+def test_sagemaker_path_pairs_every_overflow_job_with_a_direct_one(tmp_path: Path) -> None:
+    figures = run_bench(tmp_path, "sagemaker")
+    assert set(figures) == {"sagemaker.added"}
+    values = figures["sagemaker.added"]["values"]
+    assert values["added_s"]["n"] == values["sagemaker_total_s"]["n"] == QUICK.sagemaker_jobs
+    # both paths rendered the steps for real (55 ms each) on the one emulator
+    assert values["direct_total_s"]["p50"] >= QUICK.sagemaker_steps * 0.055
+    assert values["sagemaker_total_s"]["p50"] >= QUICK.sagemaker_steps * 0.055
