@@ -190,15 +190,18 @@ async def claim_next(
     }
     if preferred_lora is not None:
         params |= {"claim_lora": preferred_lora, "claim_cutoff": now - timedelta(seconds=AFFINITY_MAX_WAIT_S)}
-    stmt = _claim_head_statement(_is_pg(session), preferred_lora is not None)
-    job = (await session.scalars(stmt, params)).one_or_none()
+    is_pg = _is_pg(session)
+    stmt = _claim_head_statement(is_pg, preferred_lora is not None)
+    job: Job | None = (await session.scalars(stmt, params)).one_or_none()
     if job is None and preferred_lora is not None:
-        rows = (await session.execute(_candidates(_is_pg(session), list(kinds), now, AFFINITY_WINDOW))).all()
+        rows = (await session.execute(_candidates(is_pg, list(kinds), now, AFFINITY_WINDOW))).all()
         if rows:
             params["claim_job_id"] = _pick(rows, preferred_lora, now)
-            job = (await session.scalars(_claim_by_id_statement(), params)).one_or_none()
-    if job is not None:
-        set_committed_value(job, "images", [])  # it was queued: it has none
+            job = (await session.scalars(_claim_by_id_statement(is_pg), params)).one_or_none()
+    if job is None:
+        return None
+    set_committed_value(job, "images", [])  # it was queued: it has none
+    if not is_pg:  # PostgreSQL inserted the event in the claim's own statement
         event = {"job_id": job.id, "type": "claimed", "data": {"status": "running"}, "created_at": now}
         await session.execute(_INSERT_EVENT, event)
     return job
@@ -225,10 +228,13 @@ def _candidates(is_pg: bool, kinds: Any, now: Any, limit: int) -> Select[str, st
     return query.with_for_update(skip_locked=True) if is_pg else query
 
 
-def _claim(*where: Any) -> Any:
-    """UPDATE … SET running, held by this dispatcher … WHERE <where> AND still queued RETURNING the job."""
+def _claim(is_pg: bool, *where: Any) -> Any:
+    """UPDATE … SET running, held by this dispatcher … WHERE <where> AND still queued RETURNING the job.
+
+    On PostgreSQL the `claimed` event is inserted by the same statement (a data-modifying CTE).
+    """
     now = bindparam("claim_now", type_=UTCDateTime())
-    return (
+    claim = (
         update(Job)
         .where(*where, Job.status == JobStatus.queued)
         .values(
@@ -240,9 +246,23 @@ def _claim(*where: Any) -> Any:
             started_at=func.coalesce(Job.started_at, now),
             updated_at=now,
         )
-        .returning(Job)
-        .options(lazyload(Job.images))  # not selectin: a queued job has no images (see claim_next)
-        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    if not is_pg:
+        return (
+            claim.returning(Job)
+            .options(lazyload(Job.images))  # not selectin: a queued job has no images (see claim_next)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    jobs = Job.metadata.tables[Job.__tablename__]
+    claimed = claim.returning(*jobs.c).cte("claimed")
+    data = literal({"status": "running"}, JSON)
+    event = select(claimed.c.id, literal("claimed"), data, now)
+    logged = insert(_EVENTS).from_select(["job_id", "type", "data", "created_at"], event).cte("logged")
+    return (
+        select(Job)
+        .from_statement(select(claimed).add_cte(logged))
+        .options(lazyload(Job.images))
+        .execution_options(populate_existing=True)
     )
 
 
@@ -256,12 +276,12 @@ def _claim_head_statement(is_pg: bool, affinity: bool) -> Any:
         lora = bindparam("claim_lora", type_=String())
         cutoff = bindparam("claim_cutoff", type_=UTCDateTime())
         where.append(or_(Job.lora_name == lora, Job.created_at <= cutoff))
-    return _claim(*where)
+    return _claim(is_pg, *where)
 
 
 @functools.cache
-def _claim_by_id_statement() -> Any:
-    return _claim(Job.id == bindparam("claim_job_id", type_=String()))
+def _claim_by_id_statement(is_pg: bool) -> Any:
+    return _claim(is_pg, Job.id == bindparam("claim_job_id", type_=String()))
 
 
 def _held(job_id: str, worker_id: str) -> Any:
