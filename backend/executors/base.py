@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +65,67 @@ class Executor(Protocol):
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking work; finish or hand back what is running within `grace_s`."""
+
+
+class Followed(Protocol):
+    """What an executor keeps of one job it follows (each executor adds its own fields)."""
+
+    job: Job
+    wake: asyncio.Event
+    cancel_requested: bool
+    lease_lost: bool
+
+
+F = TypeVar("F", bound=Followed)
+
+
+class FollowedJobs(Generic[F]):
+    """The jobs one executor follows, as the dispatcher sees them: slots, ids, cancel and lease relays.
+
+    `_follow_guarded` registers a job before its first await (the dispatcher counts on it to reserve the
+    slot) and turns an unexpected error into a failed job, never into a dead dispatcher task.
+    """
+
+    def __init__(self, ctx: JobContext, slots: int) -> None:
+        self.ctx = ctx
+        self.slots = slots
+        self.active: dict[str, F] = {}
+        self._idle = asyncio.Event()  # set whenever the last followed job ends
+        self._idle.set()
+
+    def free_slots(self) -> int:
+        return max(0, self.slots - len(self.active))
+
+    def active_ids(self) -> list[str]:
+        return list(self.active)
+
+    def on_cancel_requested(self, job_id: str) -> None:
+        a = self.active.get(job_id)
+        if a is not None and not a.cancel_requested:
+            a.cancel_requested = True
+            a.wake.set()
+
+    def on_lease_lost(self, job_id: str) -> None:
+        a = self.active.get(job_id)
+        if a is not None:
+            a.lease_lost = True
+            a.wake.set()
+
+    async def _follow_guarded(self, a: F, work: Callable[[F], Awaitable[object]]) -> None:
+        job_id = a.job.id
+        self.active[job_id] = a
+        self._idle.clear()
+        try:
+            await work(a)
+        except Exception:
+            logger.exception("job %s: unexpected error", job_id)
+            await self.ctx.held(
+                job_queue.fail, job_id, "internal_error", "The dispatcher hit an unexpected error."
+            )
+        finally:
+            self.active.pop(job_id, None)
+            if not self.active:
+                self._idle.set()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from backend.comfy_client import (
     was_interrupted,
 )
 from backend.config import ComfyInstance
-from backend.executors.base import JobContext, RenderOutput
+from backend.executors.base import FollowedJobs, JobContext, RenderOutput
 from backend.models import Job
 from backend.workflows import SAVE, GraphError
 
@@ -62,37 +62,28 @@ class Active:
     oom_retries: int = 0
 
 
-class ComfyExecutor:
+class ComfyExecutor(FollowedJobs[Active]):
     kind_name = "comfy"
 
     def __init__(self, ctx: JobContext, instance: ComfyInstance) -> None:
-        self.ctx = ctx
+        super().__init__(ctx, 1 + ctx.settings.comfy_prequeue)
         self.instance = instance
         self.name = instance.name
         self.kinds = instance.kinds
         self.client = ComfyClient(instance.url, f"studio-{ctx.worker_id}", ctx.settings.comfy_timeout_s)
-        self.slots = 1 + ctx.settings.comfy_prequeue
-        self.active: dict[str, Active] = {}
         self.ws_up = False
         self.down_since: float | None = None
         self.last_lora: str | None = None
         self.draining = False
         self._ws_task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()  # set whenever the last followed job ends
 
     # --- capacity, as the dispatcher sees it ------------------------------------------------------
     @property
     def is_available(self) -> bool:
         return self.ws_up and not self.draining
 
-    def free_slots(self) -> int:
-        return max(0, self.slots - len(self.active))
-
     def preferred_lora(self) -> str | None:
         return self.last_lora
-
-    def active_ids(self) -> list[str]:
-        return list(self.active)
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -167,48 +158,14 @@ class ComfyExecutor:
 
     # --- jobs ---------------------------------------------------------------------------------------
     async def run_job(self, job: Job) -> None:
-        a = Active(job)
-        self.active[job.id] = a
-        try:
-            if await self._submit(a):
-                await self._follow(a)
-        except Exception:
-            logger.exception("job %s: unexpected error", job.id)
-            await self.ctx.held(
-                job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error."
-            )
-        finally:
-            self._forget(job.id)
+        await self._follow_guarded(Active(job), self._submit_and_follow)
 
     async def resume_job(self, job: Job) -> None:
-        a = Active(job)
-        self.active[job.id] = a
-        try:
+        await self._follow_guarded(Active(job), self._follow)
+
+    async def _submit_and_follow(self, a: Active) -> None:
+        if await self._submit(a):
             await self._follow(a)
-        except Exception:
-            logger.exception("job %s: unexpected error", job.id)
-            await self.ctx.held(
-                job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error."
-            )
-        finally:
-            self._forget(job.id)
-
-    def _forget(self, job_id: str) -> None:
-        self.active.pop(job_id, None)
-        if not self.active:
-            self._idle.set()
-
-    def on_cancel_requested(self, job_id: str) -> None:
-        a = self.active.get(job_id)
-        if a is not None and not a.cancel_requested:
-            a.cancel_requested = True
-            a.wake.set()
-
-    def on_lease_lost(self, job_id: str) -> None:
-        a = self.active.get(job_id)
-        if a is not None:
-            a.lease_lost = True
-            a.wake.set()
 
     async def _graph(self, job: Job) -> dict[str, Any]:
         if job.kind != "sketch":

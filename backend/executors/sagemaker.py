@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backend import job_queue
-from backend.executors.base import JobContext, RenderOutput
+from backend.executors.base import FollowedJobs, JobContext, RenderOutput
 from backend.models import Job, JobStatus
 from backend.workflows import GraphError
 
@@ -119,20 +119,18 @@ def _age_s(iso: str) -> float:
         return float("inf")
 
 
-class SageMakerExecutor:
+class SageMakerExecutor(FollowedJobs[Active]):
     kind_name = "sagemaker"
 
     def __init__(self, ctx: JobContext) -> None:
         settings = ctx.settings
         if not settings.sagemaker_bucket:
             raise ValueError("SAGEMAKER_BUCKET must be set when SAGEMAKER_ENDPOINT_NAME is")
-        self.ctx = ctx
+        super().__init__(ctx, settings.sagemaker_max_in_flight)
         self.settings = settings
         self.name = settings.sagemaker_endpoint_name
         self.kinds = KINDS
         self.bucket = settings.sagemaker_bucket
-        self.slots = settings.sagemaker_max_in_flight
-        self.active: dict[str, Active] = {}
         self.draining = False
         self.ready = False
         self.unavailable_until = 0.0
@@ -140,21 +138,14 @@ class SageMakerExecutor:
         self._sqs: Any = None
         self._runtime: Any = None
         self._sqs_task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
 
     # --- capacity, as the dispatcher sees it ------------------------------------------------------
     @property
     def is_available(self) -> bool:
         return self.ready and not self.draining and time.monotonic() >= self.unavailable_until
 
-    def free_slots(self) -> int:
-        return max(0, self.slots - len(self.active))
-
     def preferred_lora(self) -> str | None:
         return None  # every request loads its own LoRA on whichever instance takes it
-
-    def active_ids(self) -> list[str]:
-        return list(self.active)
 
     # --- lifecycle --------------------------------------------------------------------------------
     def _make_clients(self) -> None:
@@ -258,43 +249,18 @@ class SageMakerExecutor:
 
     # --- jobs ---------------------------------------------------------------------------------------
     async def run_job(self, job: Job) -> None:
-        await self._run(job)
+        await self._follow_guarded(Active(job), self._invoke_and_follow)
 
     async def resume_job(self, job: Job) -> None:
-        await self._run(job)
+        await self._follow_guarded(Active(job), self._invoke_and_follow)
 
-    async def _run(self, job: Job) -> None:
-        a = Active(job)
-        self.active[job.id] = a
-        self._idle.clear()
-        try:
-            # A live invocation (accepted, or an intent of unknown outcome) is never repeated blindly,
-            # even for a job claimed afresh.
-            live = [i for i in self._invocations(job) if i.get("state") != "refused"]
-            if not live and not await self._invoke(a):
-                return
-            await self._follow(a)
-        except Exception:
-            logger.exception("job %s: unexpected error", job.id)
-            await self.ctx.held(
-                job_queue.fail, job.id, "internal_error", "The dispatcher hit an unexpected error."
-            )
-        finally:
-            self.active.pop(job.id, None)
-            if not self.active:
-                self._idle.set()
-
-    def on_cancel_requested(self, job_id: str) -> None:
-        a = self.active.get(job_id)
-        if a is not None and not a.cancel_requested:
-            a.cancel_requested = True
-            a.wake.set()
-
-    def on_lease_lost(self, job_id: str) -> None:
-        a = self.active.get(job_id)
-        if a is not None:
-            a.lease_lost = True
-            a.wake.set()
+    async def _invoke_and_follow(self, a: Active) -> None:
+        # A live invocation (accepted, or an intent of unknown outcome) is never repeated blindly, even
+        # for a job claimed afresh.
+        live = [i for i in self._invocations(a.job) if i.get("state") != "refused"]
+        if not live and not await self._invoke(a):
+            return
+        await self._follow(a)
 
     @staticmethod
     def _invocations(job: Job) -> list[dict[str, Any]]:

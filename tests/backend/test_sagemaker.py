@@ -44,8 +44,10 @@ from tests.support.sagemaker_async import (
 
 FINAL = {"succeeded", "failed", "cancelled"}
 FAST_SAGEMAKER = {
-    "sagemaker_invocation_timeout_s": 2,
-    "sagemaker_request_ttl_s": 2,  # expiry: 2 + 2 + 2 s grace
+    # The stand-in gives the adapter InvocationTimeoutSeconds per request, as SageMaker does: 6 s leaves
+    # room for a loaded CI machine; a dropped request expires after 2 + 6 + 2 s (grace).
+    "sagemaker_invocation_timeout_s": 6,
+    "sagemaker_request_ttl_s": 2,
     "sagemaker_poll_s": 0.5,
     "stall_after_s": 2.0,
     "heartbeat_interval_s": 0.3,
