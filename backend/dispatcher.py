@@ -22,7 +22,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import DBAPIError
 
@@ -297,11 +297,14 @@ class Dispatcher:
             await asyncio.wait(list(self._tasks), timeout=5)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(
+    settings: Settings, executors_for: Callable[[JobContext], Sequence[Executor]] = make_executors
+) -> None:
+    """Run one dispatcher until SIGTERM / SIGINT; `executors_for` builds its executors from its context."""
     engine = make_engine(settings)
-    dispatcher = Dispatcher(
-        settings, make_sessionmaker(engine), make_storage(settings), load_manifest(settings.style_manifest)
-    )
+    storage, manifest = make_storage(settings), load_manifest(settings.style_manifest)
+    dispatcher = Dispatcher(settings, make_sessionmaker(engine), storage, manifest, executors=[])
+    dispatcher.executors = list(executors_for(dispatcher.ctx))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dispatcher.stop)

@@ -4,15 +4,12 @@ baseline. Its executors never name a preferred LoRA, so every claim takes the he
 from __future__ import annotations
 
 import asyncio
-import signal
 
-from backend.config import Settings, get_settings
-from backend.db import make_engine, make_sessionmaker
-from backend.dispatcher import Dispatcher
+from backend.config import get_settings
+from backend.dispatcher import serve
+from backend.executors.base import Executor, JobContext
 from backend.executors.comfy import ComfyExecutor
 from backend.logs import configure_logging
-from backend.storage import make_storage
-from loras.manifest import load_manifest
 
 
 class HeadOfQueueExecutor(ComfyExecutor):
@@ -22,29 +19,14 @@ class HeadOfQueueExecutor(ComfyExecutor):
         return None
 
 
-async def serve(settings: Settings) -> None:
-    engine = make_engine(settings)
-    dispatcher = Dispatcher(
-        settings,
-        make_sessionmaker(engine),
-        make_storage(settings),
-        load_manifest(settings.style_manifest),
-        executors=[],
-    )
-    dispatcher.executors = [HeadOfQueueExecutor(dispatcher.ctx, i) for i in settings.comfy_instances]
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, dispatcher.stop)
-    try:
-        await dispatcher.run()
-    finally:
-        await engine.dispose()
+def head_of_queue_executors(ctx: JobContext) -> list[Executor]:
+    return [HeadOfQueueExecutor(ctx, instance) for instance in ctx.settings.comfy_instances]
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, head_of_queue_executors))
 
 
 if __name__ == "__main__":
