@@ -14,9 +14,6 @@ queueing or cold starts, which are minutes (README, "Scaling out").
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench import harness
@@ -25,20 +22,6 @@ from bench.report import Figure, ms, p50_p99
 from bench.sizes import Sizes
 
 STEP_MS = 55.0
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = harness.free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 async def _pairs(sm_url: str, direct_url: str, jobs: int, steps: int) -> list[tuple[Timing, Timing]]:
@@ -59,15 +42,17 @@ async def _pairs(sm_url: str, direct_url: str, jobs: int, steps: int) -> list[tu
 
 
 def measure(workdir: Path, db: str, sizes: Sizes) -> list[tuple[Timing, Timing]]:
+    from tests.support.aws import CREDENTIALS, serve_moto
     from tests.support.sagemaker_adapter import start_adapter
     from tests.support.sagemaker_async import REGION, SageMakerAsyncStandIn, create_overflow_endpoint
 
     with (
-        moto_server() as moto_url,
+        serve_moto() as moto,
         harness.fresh_database(db, workdir) as sm_db,
         harness.fresh_database(db, workdir) as direct_db,
         harness.stack(workdir) as s,
     ):
+        moto_url = moto.endpoint_url
         endpoint = create_overflow_endpoint(moto_url)
         emu = s.emulator(STEP_MS)
         s.wait_emulators()
@@ -87,7 +72,7 @@ def measure(workdir: Path, db: str, sizes: Sizes) -> list[tuple[Timing, Timing]]
                 aws_endpoint_url=moto_url,
                 sagemaker_runtime_endpoint_url=standin.url,
             )
-            sm_env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+            sm_env |= {k.upper(): v for k, v in CREDENTIALS.items()}
             direct_env = harness.stack_env(direct_db, workdir, emu.address, dispatch_routing="comfy_only")
             s.prestart(sm_env)
             s.prestart(direct_env)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -67,13 +67,14 @@ class Executor(Protocol):
         """Stop taking work; finish or hand back what is running within `grace_s`."""
 
 
-class Followed(Protocol):
-    """What an executor keeps of one job it follows (each executor adds its own fields)."""
+@dataclass
+class Followed:
+    """What an executor keeps of one job it follows; each executor's subclass adds its own fields."""
 
     job: Job
-    wake: asyncio.Event
-    cancel_requested: bool
-    lease_lost: bool
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_requested: bool = False
+    lease_lost: bool = False
 
 
 F = TypeVar("F", bound=Followed)

@@ -27,7 +27,7 @@ from backend.comfy_client import (
     was_interrupted,
 )
 from backend.config import ComfyInstance
-from backend.executors.base import FollowedJobs, JobContext, RenderOutput
+from backend.executors.base import Followed, FollowedJobs, JobContext, RenderOutput
 from backend.models import Job
 from backend.workflows import SAVE, GraphError
 
@@ -43,20 +43,16 @@ JOB_TIMEOUT_S = 1800.0
 
 
 @dataclass
-class Active:
+class Active(Followed):
     """What this executor knows of one job it follows."""
 
-    job: Job
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
     done: bool = False
     started: bool = False
     started_recorded: bool = False
     progress: tuple[int, int] = (0, 0)
     progress_recorded: tuple[int, int] = (0, 0)
     progress_recorded_at: float = 0.0
-    cancel_requested: bool = False
     cancel_sent: bool = False
-    lease_lost: bool = False
     last_ws_at: float = 0.0
     submitted_mono: float = field(default_factory=time.monotonic)
     oom_retries: int = 0

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backend import job_queue
-from backend.executors.base import FollowedJobs, JobContext, RenderOutput
+from backend.executors.base import Followed, FollowedJobs, JobContext, RenderOutput
 from backend.models import Job, JobStatus
 from backend.workflows import GraphError
 
@@ -94,13 +94,9 @@ def parse_notification(body: str) -> dict[str, Any] | None:
 
 
 @dataclass
-class Active:
+class Active(Followed):
     """What this executor knows of one job it follows."""
 
-    job: Job
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    cancel_requested: bool = False
-    lease_lost: bool = False
     submitting: bool = False
     output_hints: set[str] = field(default_factory=set)  # result locations named by notifications
     failure_hints: set[str] = field(default_factory=set)

@@ -38,7 +38,6 @@ from tests.support.sagemaker_adapter import AdapterProcess, start_adapter
 from tests.support.sagemaker_async import (
     OverflowEndpoint,
     SageMakerAsyncStandIn,
-    aws_client,
     create_overflow_endpoint,
 )
 
@@ -72,9 +71,7 @@ class Overflow:
         }
 
     def s3_keys(self, prefix: str) -> list[str]:
-        listing = aws_client(self.moto.endpoint_url, "s3").list_objects_v2(
-            Bucket=self.endpoint.bucket, Prefix=prefix
-        )
+        listing = self.moto.client("s3").list_objects_v2(Bucket=self.endpoint.bucket, Prefix=prefix)
         return [o["Key"] for o in listing.get("Contents", [])]
 
 
@@ -155,7 +152,7 @@ def test_text_and_sketch_jobs_render_through_sagemaker(sm_stack: Stack, overflow
     assert inv["state"] == "accepted" and inv["inference_id"] == sketch["id"]
     assert inv["output_location"].endswith(f"jobs-output/{sketch['id']}/invocation-1.json")
     payload = json.loads(
-        aws_client(overflow.moto.endpoint_url, "s3")
+        overflow.moto.client("s3")
         .get_object(Bucket=overflow.endpoint.bucket, Key=f"jobs/{sketch['id']}/input.json")["Body"]
         .read()
     )

@@ -6,6 +6,7 @@ boto3 talks to it over real HTTP (`endpoint_url`), exactly as to AWS. One server
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ class MotoServer:
         httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
+@contextlib.contextmanager
+def serve_moto() -> Iterator[MotoServer]:
+    """A moto server on a free loopback port until the block ends (the tests' fixture, bench/)."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -57,6 +59,12 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with serve_moto() as server:
+        yield server
 
 
 @pytest.fixture

@@ -34,21 +34,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 import httpx
-from botocore.config import Config
+
+from tests.support.aws import REGION, MotoServer
 
 logger = logging.getLogger(__name__)
 
-REGION = "us-east-1"
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 INSTANCE_TYPE = "ml.g4dn.xlarge"  # moto refuses ml.g5.*
 ADAPTER_TIMEOUT_S = 120.0
-
-
-def aws_client(endpoint_url: str, service: str) -> Any:
-    config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION, config=config, **CREDENTIALS)
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,8 @@ def create_overflow_endpoint(
 
     The queue's visibility timeout is short (the stack's is 120 s) so that a notification one dispatcher
     leaves for another comes back quickly."""
-    s3, sns, sqs, sm = (aws_client(endpoint_url, s) for s in ("s3", "sns", "sqs", "sagemaker"))
+    moto = MotoServer(endpoint_url)
+    s3, sns, sqs, sm = (moto.client(s) for s in ("s3", "sns", "sqs", "sagemaker"))
     s3.create_bucket(Bucket=bucket)
     queue_url = sqs.create_queue(
         QueueName=f"{endpoint_name}-notify", Attributes={"VisibilityTimeout": str(visibility_timeout_s)}
@@ -152,9 +146,8 @@ class SageMakerAsyncStandIn:
         self._lock = threading.Lock()
         self._queue: queue.Queue[Request | None] = queue.Queue()
         self._busy = 0
-        self._s3 = aws_client(aws_endpoint_url, "s3")
-        self._sns = aws_client(aws_endpoint_url, "sns")
-        self._sm = aws_client(aws_endpoint_url, "sagemaker")
+        moto = MotoServer(aws_endpoint_url)
+        self._s3, self._sns, self._sm = moto.client("s3"), moto.client("sns"), moto.client("sagemaker")
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._threads: list[threading.Thread] = []
 
