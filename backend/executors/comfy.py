@@ -225,6 +225,8 @@ class ComfyExecutor(FollowedJobs[Active]):
             if a.cancel_requested and not a.cancel_sent:
                 await self._cancel(a)
             if a.done:
+                # The last steps' progress may have arrived while the write above was under way.
+                await self._record_progress(a)
                 if await self._collect(a):
                     return
                 continue
