@@ -257,6 +257,10 @@ class Dispatcher:
             if ex is None:
                 await self.ctx.held(job_queue.release, job.id, reason="its executor is not configured here")
                 continue
+            if job.id in ex.active_ids() or job.id in self._reserved.get(id(ex), ()):
+                # Our own heartbeat lapsed (a stalled database, a loaded host): the hold is ours again
+                # and the follower we have goes on; a second one would submit the job twice.
+                continue
             self._spawn(ex, job, resume=True)
 
     async def _keep_holds(self) -> None:

@@ -278,6 +278,24 @@ def test_no_result_within_ttl_and_timeout_is_invoked_again(sm_stack: Stack, over
     ]
 
 
+def test_a_dispatcher_that_adopts_its_own_job_keeps_one_follower(
+    db_url: str, tmp_path: Path, overflow: Overflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its heartbeat lapses (here: always), so every adoption pass takes its own job back; the follower it
+    has goes on alone, and the dropped request is invoked again once, not once per follower."""
+    monkeypatch.setattr("backend.dispatcher.ADOPT_INTERVAL_S", 0.2)
+    overflow.standin.drop_next = 1
+    for stack in sagemaker_stack(db_url, tmp_path, overflow, stall_after_s=0.3, heartbeat_interval_s=30):
+        with stack.client() as c:
+            job = c.post("/api/jobs", json=job_body()).json()
+            stack.drain(timeout_s=60)
+            done = job_status(c, job["id"])
+            types = event_types(c, job["id"])
+    assert done["status"] == "succeeded", done
+    assert "adopted" in types and types.count("submitted") == 2
+    assert overflow.standin.invocations[job["id"]] == 2
+
+
 def test_no_result_after_the_last_attempt_fails_the_job(
     db_url: str, tmp_path: Path, overflow: Overflow
 ) -> None:
