@@ -190,12 +190,17 @@ def test_checkov_finds_nothing_and_every_suppression_is_needed_and_explained(tmp
     # checkov leaves out the resources whose condition is false under the defaults, so the overflow is
     # scanned in a copy whose SageMakerOverflow defaults to "true"; the copies without suppressions must
     # fail exactly the suppressed checks (a suppression of a passing check is stale).
+    # Every file goes by a bare name, scanned from tmp_path: CKV_AWS_46 scans str() of the UserData node,
+    # which carries the file's path, so a checkout whose ".../cloudformation/template" is 40 letters, digits
+    # and slashes long (as "/check/work/main/cloudformation/template" is) read as an AWS secret key.
+    (tmp_path / TEMPLATE.name).write_bytes(TEMPLATE.read_bytes())
     files = {
-        "default": TEMPLATE,
+        "default": Path(TEMPLATE.name),
         "overflow": write_copy(tmp_path / "overflow.json", overflow=True, with_skips=True),
         "default-bare": write_copy(tmp_path / "default-bare.json", overflow=False, with_skips=False),
         "overflow-bare": write_copy(tmp_path / "overflow-bare.json", overflow=True, with_skips=False),
     }
+    files = {name: Path(f.name) for name, f in files.items()}
     command = [
         str(CHECKOV),
         *(a for f in files.values() for a in ("-f", str(f))),
@@ -203,7 +208,7 @@ def test_checkov_finds_nothing_and_every_suppression_is_needed_and_explained(tmp
         "cloudformation",
     ]
     command += ["--compact", "--quiet", "--skip-download", "-o", "json"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     report = json.loads(done.stdout)
     assert report["summary"]["parsing_errors"] == 0
     failed: dict[str, set[tuple[str, str]]] = {name: set() for name in files}
