@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     )
 
     # --- dispatcher -------------------------------------------------------------------------------
-    dispatcher_poll_s: float = Field(0.02, gt=0, description="how often an idle dispatcher looks for jobs")
+    dispatcher_poll_s: float = Field(
+        0.25, gt=0, description="how often an idle dispatcher looks for jobs besides being notified"
+    )
     heartbeat_interval_s: float = Field(2.0, gt=0)
     stall_after_s: float = Field(15.0, gt=0, description="a running job without heartbeat is adopted")
     max_attempts: int = Field(3, ge=1, description="submissions of one job before it fails")
@@ -124,7 +126,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_workers: int = Field(2, ge=1, le=64)
-    event_poll_s: float = Field(0.02, gt=0, description="how often the API looks for new job events")
+    event_poll_s: float = Field(
+        0.25, gt=0, description="how often the API looks for new job events besides being notified"
+    )
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -10,6 +10,9 @@ executor a job of a kind only when every ComfyUI instance for that kind is full 
 than SAGEMAKER_OVERFLOW_BACKLOG jobs of it are claimable (a kind no instance serves goes to SageMaker
 at once); `comfy_only` and `sagemaker_only` use one tier. A slot is reserved synchronously when a job
 task is spawned, so a pass never claims more jobs than an executor has slots.
+
+An idle dispatcher looks for work when a job is queued (`backend.notify`: PostgreSQL NOTIFY, or a
+datagram on SQLite's one host) or one of its jobs ends, and every DISPATCHER_POLL_S besides.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend import job_queue
+from backend import job_queue, notify
 from backend.config import Settings, get_settings
 from backend.db import SessionMaker, is_connection_error, make_engine, make_sessionmaker, read_session
 from backend.executors.base import Executor, JobContext
@@ -34,6 +38,7 @@ from backend.executors.comfy import ComfyExecutor
 from backend.executors.sagemaker import SageMakerExecutor
 from backend.logs import configure_logging
 from backend.models import Job
+from backend.notify import Notifier
 from backend.storage import Storage, make_storage
 from loras.manifest import Manifest, load_manifest
 
@@ -91,6 +96,7 @@ class Dispatcher:
             list(executors) if executors is not None else make_executors(self.ctx)
         )
         self.stopping = asyncio.Event()
+        self._woken = asyncio.Event()  # a job was queued (backend.notify) or a slot freed: look now
         self._tasks: set[asyncio.Task[None]] = set()
         self._reserved: dict[int, set[str]] = {}  # executor id → jobs spawned, not yet in its `active`
 
@@ -104,6 +110,10 @@ class Dispatcher:
             raise NoExecutor("no executor configured: set COMFY_UI_ADDRESS or SAGEMAKER_ENDPOINT_NAME")
         for ex in self.executors:
             await ex.start()
+        notifier = self._notifier()
+        if notifier is not None:
+            notifier.add_listener(notify.JOBS, self.on_job_queued)
+            await notifier.start()
         keeper = asyncio.create_task(self._keep_holds(), name="holds")
         logger.info(
             "dispatcher %s started with %s",
@@ -122,6 +132,17 @@ class Dispatcher:
                 await keeper
             for ex in self.executors:
                 await ex.close()
+            if notifier is not None:
+                await notifier.close()
+
+    def on_job_queued(self, kind: str) -> None:
+        """`backend.notify` listener: a job of `kind` was queued."""
+        if any(kind in ex.kinds for ex in self.executors):
+            self._woken.set()
+
+    def _notifier(self) -> Notifier | None:
+        engine = self.sessionmaker.kw.get("bind")
+        return Notifier(engine) if isinstance(engine, AsyncEngine) else None
 
     # --- the loop ----------------------------------------------------------------------------------
     async def _loop(self, until_idle: bool) -> None:
@@ -129,6 +150,7 @@ class Dispatcher:
         last_adopt = time.monotonic()
         db_delay = 0.0
         while not self.stopping.is_set():
+            self._woken.clear()  # before looking: a job queued while we look wakes the next wait
             try:
                 claimed = await self._fill(kinds)
                 if time.monotonic() - last_adopt >= ADOPT_INTERVAL_S:
@@ -145,9 +167,18 @@ class Dispatcher:
                 logger.warning("database unavailable (%s); retrying in %.1f s", exc.orig, db_delay)
                 claimed = False
             if not claimed:
-                with contextlib.suppress(TimeoutError):
-                    wait_s = max(self.settings.dispatcher_poll_s, db_delay)
-                    await asyncio.wait_for(self.stopping.wait(), wait_s)
+                await self._wait(max(self.settings.dispatcher_poll_s, db_delay), woken=not db_delay)
+
+    async def _wait(self, timeout_s: float, *, woken: bool) -> None:
+        """Until stopped, the timeout, or (with `woken`) a notification that a job was queued."""
+        waits = [asyncio.ensure_future(self.stopping.wait())]
+        if woken:
+            waits.append(asyncio.ensure_future(self._woken.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def _has_work(self, kinds: Sequence[str]) -> bool:
         session = await read_session(self.sessionmaker)
@@ -225,6 +256,7 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: reserved.discard(job.id))
+        task.add_done_callback(lambda _: self._woken.set())  # a slot is free: fill it now
 
     async def _wait_for_executors(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -3,7 +3,8 @@
 A stream subscribes first, then replays what happened from the database, then takes live events,
 skipping ids it already sent: nothing is lost between replay and live, nothing is sent twice. The
 poller looks back a few seconds besides its cursor, so an event whose transaction committed late (two
-writers on PostgreSQL) is still delivered.
+writers on PostgreSQL) is still delivered. A notification that a followed job has a new event
+(`backend.notify`) makes it poll at once; otherwise it polls every EVENT_POLL_S.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class EventHub:
         self._wake.set()
         return queue
 
+    def on_notified(self, job_id: str) -> None:
+        """`backend.notify` listener: job `job_id` has a new event."""
+        if job_id in self._subscribers:
+            self._wake.set()
+
     def unsubscribe(self, job_id: str, queue: asyncio.Queue[Event]) -> None:
         subs = self._subscribers.get(job_id)
         if subs is not None:
@@ -94,11 +100,13 @@ class EventHub:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            self._wake.clear()  # before the poll: a notification during it polls again
             try:
                 await self._poll()
             except Exception:
                 logger.exception("event poll failed; retrying")
-            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
 
     async def _poll(self) -> None:
         job_ids = list(self._subscribers)

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from backend import notify
 from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, UTCDateTime, utcnow
 
 AFFINITY_WINDOW = 16  # queued jobs looked at when preferring the LoRA an instance has loaded
@@ -50,8 +51,17 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def add_event(session: AsyncSession, job_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
+def add_event(
+    session: AsyncSession,
+    job_id: str,
+    type_: str,
+    data: dict[str, Any] | None = None,
+    *,
+    queued_kind: str | None = None,
+) -> None:
+    """Log an event (`queued_kind`: the job is claimable again); its streams are notified at commit."""
     session.add(JobEvent(job_id=job_id, type=type_, data=data or {}))
+    notify.job_event(session, job_id, queued_kind=queued_kind)
 
 
 def _is_pg(session: AsyncSession) -> bool:
@@ -71,7 +81,10 @@ async def enqueue(session: AsyncSession, job: Job, *, max_active: int | None = N
     await session.flush()
     params = {"ev_job": job.id, "ev_now": utcnow(), "ev_designer": job.designer_id, "ev_max": max_active}
     stored = await session.scalar(_queued_event_statement(max_active is not None), params)
-    return job if stored is not None else None
+    if stored is None:
+        return None
+    notify.job_event(session, job.id, queued_kind=job.kind)
+    return job
 
 
 @functools.cache
@@ -201,6 +214,7 @@ async def claim_next(
     if job is None:
         return None
     set_committed_value(job, "images", [])  # it was queued: it has none
+    notify.job_event(session, job.id)
     if not is_pg:  # PostgreSQL inserted the event in the claim's own statement
         event = {"job_id": job.id, "type": "claimed", "data": {"status": "running"}, "created_at": now}
         await session.execute(_INSERT_EVENT, event)
@@ -443,7 +457,7 @@ async def release(
         progress_max=0,
     )
     if job is not None:
-        add_event(session, job_id, "requeued", {"status": "queued", "reason": reason})
+        add_event(session, job_id, "requeued", {"status": "queued", "reason": reason}, queued_kind=job.kind)
     return job
 
 

@@ -1,4 +1,4 @@
-"""create_app(settings): routers, error handlers, lifespan (engine, storage, manifest, event hub)."""
+"""create_app(settings): routers, error handlers, lifespan (engine, storage, manifest, notifier, events)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from backend import notify
 from backend.api import events, health, images, jobs, styles
 from backend.auth import TokenCache
 from backend.config import Settings, get_settings
@@ -15,6 +16,7 @@ from backend.db import make_engine, make_sessionmaker
 from backend.errors import install_error_handlers
 from backend.events import EventHub
 from backend.logs import configure_logging
+from backend.notify import Notifier
 from backend.storage import make_storage
 from loras.manifest import load_manifest
 
@@ -37,11 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.token_cache = TokenCache()
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
         app.state.event_hub = EventHub(app.state.sessionmaker, settings.event_poll_s)
+        app.state.notifier = Notifier(engine)
+        app.state.notifier.add_listener(notify.EVENTS, app.state.event_hub.on_notified)
+        await app.state.notifier.start()
         app.state.event_hub.start()
         try:
             yield
         finally:
             await app.state.event_hub.stop()
+            await app.state.notifier.close()
             await app.state.http.aclose()
             await engine.dispose()
 

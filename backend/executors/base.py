@@ -221,33 +221,37 @@ class JobContext:
                 await asyncio.sleep(STORE_RETRY_S * attempt)
 
     async def store_outputs(self, job: Job, outputs: list[RenderOutput], render_s: float) -> list[Image]:
-        """Save every render and its thumbnail; the Image rows to add when the job finishes."""
+        """Save every render and its thumbnail; the Image rows to add when the job finishes.
+
+        The renders are checked and thumbnailed in threads (Pillow lets go of the GIL) and every file is
+        written at once: on S3 a job's PUTs overlap instead of queuing one behind the other."""
         meta = self.render_meta(job)
-        images = []
-        for out in outputs:
+
+        async def store(out: RenderOutput) -> Image:
             info = await asyncio.to_thread(inspect_render, out.png)
             key, digest = content_key("images", out.png, "png")
             thumb_key = f"thumbs/{digest[:2]}/{digest}.jpg"
-            await self._save_with_retry(key, out.png, "image/png")
-            await self._save_with_retry(thumb_key, info.thumbnail_jpeg, "image/jpeg")
-            images.append(
-                Image(
-                    id=new_id(),
-                    job_id=job.id,
-                    designer_id=job.designer_id,
-                    index=out.index,
-                    storage_key=key,
-                    thumb_key=thumb_key,
-                    sha256=digest,
-                    width=info.width,
-                    height=info.height,
-                    size_bytes=len(out.png),
-                    seed=job.seed,
-                    meta=meta,
-                    render_s=render_s,
-                )
+            await _all(
+                self._save_with_retry(key, out.png, "image/png"),
+                self._save_with_retry(thumb_key, info.thumbnail_jpeg, "image/jpeg"),
             )
-        return images
+            return Image(
+                id=new_id(),
+                job_id=job.id,
+                designer_id=job.designer_id,
+                index=out.index,
+                storage_key=key,
+                thumb_key=thumb_key,
+                sha256=digest,
+                width=info.width,
+                height=info.height,
+                size_bytes=len(out.png),
+                seed=job.seed,
+                meta=meta,
+                render_s=render_s,
+            )
+
+        return await _all(*(store(out) for out in outputs))
 
     async def complete(self, job: Job, outputs: list[RenderOutput], render_s: float) -> bool:
         """Store the renders, then mark the job succeeded; on a storage failure fail it, never half-done."""
@@ -273,6 +277,15 @@ class JobContext:
         if done is not None:
             logger.info("job %s succeeded", job.id, extra={"action": "job_succeeded", "job_id": job.id})
         return done is not None
+
+
+async def _all(*aws: Awaitable[T]) -> list[T]:
+    """Run them together; after each has ended, raise the first failure (none is left running)."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results  # type: ignore[return-value]
 
 
 async def with_session(sessionmaker: SessionMaker, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:

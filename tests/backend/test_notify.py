@@ -1,0 +1,161 @@
+"""Wake-ups between processes (backend.notify) on SQLite and PostgreSQL: sent at commit only, to every
+listener of the database, and enough on their own to run a job end to end with the polls all but off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backend import job_queue, notify
+from backend.auth import hash_token
+from backend.config import Settings
+from backend.db import make_engine, make_sessionmaker
+from backend.models import Designer, Job
+from backend.notify import Notifier
+from tests.factories import job_body
+from tests.support.backend import Stack, start_stack
+from tests.support.net import wait_until
+
+
+class Heard:
+    """What one Notifier's listeners received, per channel."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.items: list[tuple[str, str]] = []
+        self.arrived = asyncio.Event()
+        for channel in (notify.JOBS, notify.EVENTS):
+            notifier.add_listener(channel, lambda payload, c=channel: self._add(c, payload))
+
+    def _add(self, channel: str, payload: str) -> None:
+        self.items.append((channel, payload))
+        self.arrived.set()
+
+    async def wait_for(self, expected: set[tuple[str, str]], timeout_s: float = 5) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not expected <= set(self.items):
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+async def two_processes(db_url: str) -> AsyncIterator[tuple[object, Heard, Heard]]:
+    """Two engines, each with its Notifier, as two processes of one deployment have."""
+    settings = Settings(_env_file=None, database_url=db_url)  # type: ignore[call-arg]
+    writer_engine, other_engine = make_engine(settings), make_engine(settings)
+    writer, other = Notifier(writer_engine), Notifier(other_engine)
+    heard = Heard(writer), Heard(other)
+    await writer.start()
+    await other.start()
+    await asyncio.wait_for(asyncio.gather(writer.connected.wait(), other.connected.wait()), 10)
+    maker = make_sessionmaker(writer_engine)
+    async with maker() as s, s.begin():
+        s.add(Designer(id="d1", name="alice", token_hash=hash_token("t")))
+    yield maker, *heard
+    await writer.close()
+    await other.close()
+    await writer_engine.dispose()
+    await other_engine.dispose()
+
+
+def new_job(kind: str = "sketch") -> Job:
+    return Job(designer_id="d1", kind=kind, style="x", lora_name="", params={}, params_hash="h", seed=1)
+
+
+async def test_a_committed_job_wakes_every_listener_and_a_rolled_back_one_wakes_none(two_processes) -> None:
+    maker, own, other = two_processes
+    async with maker() as s:
+        async with s.begin():
+            job = await job_queue.enqueue(s, new_job())
+            assert job is not None
+            await asyncio.sleep(0.2)
+            assert own.items == other.items == []  # nothing before the commit
+        job_id = job.id
+        expected = {(notify.JOBS, "sketch"), (notify.EVENTS, job_id)}
+        await own.wait_for(expected)  # the writer's own process, directly
+        await other.wait_for(expected)  # another process: NOTIFY or a datagram
+        own.items.clear()
+        other.items.clear()
+        doomed = new_job("text")
+        with contextlib.suppress(LookupError):
+            async with s.begin():
+                assert await job_queue.enqueue(s, doomed) is not None
+                raise LookupError("roll it back")
+        async with s.begin():  # the next commit carries nothing of the rolled-back one
+            job_queue.add_event(s, job_id, "note")
+        await other.wait_for({(notify.EVENTS, job_id)})
+        await asyncio.sleep(0.2)
+        # (PostgreSQL echoes a process's own NOTIFYs back to its listener, late: the first commit's may come.)
+        assert set(own.items + other.items) <= expected
+
+
+async def test_claims_and_requeues_are_heard(two_processes) -> None:
+    maker, _, other = two_processes
+    async with maker() as s, s.begin():
+        job = await job_queue.enqueue(s, new_job("text"))
+    assert job is not None
+    async with maker() as s, s.begin():
+        claimed = await job_queue.claim_next(
+            s, worker_id="w", kinds=["text"], executor="comfyui", instance="a"
+        )
+    assert claimed is not None and claimed.id == job.id
+    other.items.clear()
+    async with maker() as s, s.begin():
+        assert await job_queue.release(s, job.id, "w", reason="test") is not None
+    await other.wait_for({(notify.JOBS, "text"), (notify.EVENTS, job.id)})
+
+
+async def test_a_killed_listener_s_socket_is_dropped_by_the_next_sender(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/n.db")  # type: ignore[call-arg]
+    engine = make_engine(settings)
+    writer = Notifier(engine)
+    await writer.start()
+    try:
+        assert writer._folder is not None and writer._socket_path is not None
+        ghost = writer._folder / "999999-dead"  # a socket file whose process is gone
+        ghost_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ghost_socket.bind(str(ghost))
+        ghost_socket.close()
+        writer.committed({(notify.EVENTS, "j1")})
+        assert not ghost.exists() and writer._socket_path.exists()
+    finally:
+        await writer.close()
+        await engine.dispose()
+    assert not writer._socket_path.exists()
+
+
+@pytest.fixture
+def quiet_stack(db_url: str, tmp_path: Path, comfyui_url: str):
+    """A stack whose dispatcher and event streams poll once a minute: only notifications move a job."""
+    yield from start_stack(db_url, tmp_path, comfyui_url, dispatcher_poll_s=60.0, event_poll_s=60.0)
+
+
+@pytest.mark.comfyui
+def test_notifications_alone_carry_a_job_from_post_to_its_final_event(quiet_stack: Stack) -> None:
+    dispatcher = quiet_stack.dispatcher_process().start()
+    try:
+        with quiet_stack.client() as c:
+            wait_until(lambda: "started with" in dispatcher.log(), 30, what="the dispatcher to start")
+            time.sleep(0.5)  # its first look found nothing; its next poll is a minute away
+            started = time.monotonic()
+            job = c.post("/api/jobs", json=job_body()).json()
+            types = []
+            with c.stream("GET", f"/api/jobs/{job['id']}/events", timeout=30) as r:
+                for line in r.iter_lines():
+                    if time.monotonic() - started > 30:
+                        break
+                    if line.startswith("data: "):
+                        types.append(json.loads(line[6:])["type"])
+            elapsed = time.monotonic() - started
+    finally:
+        dispatcher.terminate()
+    assert types[0] == "queued" and types[-1] == "succeeded", types
+    assert {"claimed", "started", "progress"} <= set(types)
+    # A minute-long poll would have shown: the claim and every live event came by notification.
+    assert elapsed < 30, (elapsed, dispatcher.log())
