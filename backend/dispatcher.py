@@ -150,9 +150,10 @@ class Dispatcher:
         last_adopt = time.monotonic()
         db_delay = 0.0
         while not self.stopping.is_set():
+            woken = self._woken.is_set()
             self._woken.clear()  # before looking: a job queued while we look wakes the next wait
             try:
-                claimed = await self._fill(kinds)
+                claimed = await self._fill(kinds, look_first=not woken)
                 if time.monotonic() - last_adopt >= ADOPT_INTERVAL_S:
                     last_adopt = time.monotonic()
                     await self._adopt()
@@ -191,10 +192,11 @@ class Dispatcher:
     def _is_overflow(self, ex: Executor) -> bool:
         return ex.kind_name == SageMakerExecutor.kind_name
 
-    async def _fill(self, kinds: Sequence[str]) -> bool:
-        """Give every available executor with a free slot one more job; True if any was claimed."""
+    async def _fill(self, kinds: Sequence[str], *, look_first: bool = True) -> bool:
+        """Give every available executor with a free slot one more job; True if any was claimed.
+        `look_first`: read whether anything is claimable before trying to claim (a poll, not a wake-up)."""
         ready = [ex for ex in self.executors if ex.is_available and self._free(ex) > 0]
-        if not ready or not await self._has_work(kinds):
+        if not ready or (look_first and not await self._has_work(kinds)):
             return False
         claimed = False
         # ComfyUI first (most free slots first), the overflow tier last.

@@ -1,16 +1,22 @@
-"""Image processing: sketch uploads in (checked, oriented, re-encoded), renders out (stored with thumbnails).
+"""Image processing: sketch uploads in (checked, oriented, re-encoded), renders out (checked, thumbnailed).
 
-Everything here is CPU-bound Pillow work: callers run it through `asyncio.to_thread`.
+Everything here but `save_thumbnail` is CPU-bound Pillow work: callers run it through `asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from backend.models import Image
+    from backend.storage import Storage
 
 ALLOWED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 THUMBNAIL_SIDE_PX = 384
@@ -92,18 +98,33 @@ def control_preview(png: bytes, *, width: int, height: int, invert: bool) -> byt
 class RenderFile:
     width: int
     height: int
-    thumbnail_jpeg: bytes
 
 
-def inspect_render(png: bytes) -> RenderFile:
-    """Check a render from ComfyUI is a whole PNG; make its thumbnail."""
+def check_render(png: bytes) -> RenderFile:
+    """Check a render from ComfyUI is a whole PNG: its signature, every chunk's CRC, its end. The pixels
+    are not decoded (that is the thumbnail's work, done after the job succeeded)."""
     try:
         img = PILImage.open(io.BytesIO(png))
-        img.load()
+        if img.format != "PNG":
+            raise ValueError(f"{img.format} instead of PNG")
+        size = img.size
+        img.verify()
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as exc:
         raise ImageRejected("corrupt_render", f"ComfyUI returned an unreadable image: {exc}") from exc
+    return RenderFile(*size)
+
+
+def make_thumbnail(png: bytes) -> bytes:
+    """The JPEG shown in the gallery: at most THUMBNAIL_SIDE_PX a side."""
+    img = PILImage.open(io.BytesIO(png))
     thumb = img.convert("RGB")
     thumb.thumbnail((THUMBNAIL_SIDE_PX, THUMBNAIL_SIDE_PX), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=85, optimize=True)
-    return RenderFile(img.width, img.height, out.getvalue())
+    return out.getvalue()
+
+
+async def save_thumbnail(storage: Storage, image: Image, png: bytes) -> None:
+    """Make the render's thumbnail and store it under `image.thumb_key` (the same bytes every time)."""
+    jpeg = await asyncio.to_thread(make_thumbnail, png)
+    await storage.save(image.thumb_key, jpeg, "image/jpeg")

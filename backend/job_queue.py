@@ -550,3 +550,8 @@ async def count_claimable(session: AsyncSession, kinds: Sequence[str]) -> dict[s
         .group_by(Job.kind)
     )
     return {str(kind): int(n) for kind, n in rows.all()}
+
+
+async def thumbnails_ready(session: AsyncSession, image_ids: Sequence[str]) -> None:
+    """The thumbnails of these images are stored (made after their job succeeded)."""
+    await session.execute(update(Image).where(Image.id.in_(image_ids)).values(thumb_ready=True))

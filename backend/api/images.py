@@ -16,13 +16,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend import job_queue
 from backend.auth import CurrentDesigner, Principal
-from backend.db import ReadSessionDep, SessionDep
+from backend.db import ReadSessionDep, SessionDep, writing
 from backend.errors import AppError, InvalidInput, NotFound, RateLimited, TooLarge, UnsupportedMedia
-from backend.images import ImageRejected, control_preview, process_sketch
+from backend.images import ImageRejected, control_preview, process_sketch, save_thumbnail
 from backend.models import Image, Upload, utcnow
 from backend.schemas import UploadOut, is_entity_id
-from backend.storage import Storage, content_key
+from backend.storage import Storage, StorageError, content_key
 
 router = APIRouter(prefix="/api", tags=["images"])
 ACCEPTED_TYPES = {"image/png", "image/jpeg", "image/webp"}
@@ -246,9 +247,23 @@ async def read_thumbnail(
     image_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner
 ) -> Response:
     image = await _own_image(session, designer, image_id)
+    if not image.thumb_ready:
+        await _make_thumbnail(request, image)
     return await _serve(
         request.app.state.storage, image.thumb_key, f"thumb-{image.id}.jpg", "image/jpeg", False
     )
+
+
+async def _make_thumbnail(request: Request, image: Image) -> None:
+    """The dispatcher makes thumbnails after a job succeeded; one it has not (yet) stored is made here."""
+    storage: Storage = request.app.state.storage
+    try:
+        png = await storage.load(image.storage_key)
+    except StorageError as exc:
+        raise NotFound("The file is missing from storage.", code="file_missing") from exc
+    await save_thumbnail(storage, image, png)
+    async with request.app.state.sessionmaker() as session, writing(session):
+        await job_queue.thumbnails_ready(session, [image.id])
 
 
 @router.get("/images/{image_id}/meta", responses=ERRORS, summary="Everything needed to redo the render")

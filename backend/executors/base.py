@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend import job_queue
 from backend.config import Settings
 from backend.db import SessionMaker, is_connection_error
-from backend.images import ImageRejected, inspect_render
+from backend.images import ImageRejected, check_render, save_thumbnail
 from backend.models import Image, Job, Upload, new_id
 from backend.storage import Storage, StorageError, content_key
 from backend.workflows import GraphInputs, build_graph
@@ -221,27 +220,23 @@ class JobContext:
                 await asyncio.sleep(STORE_RETRY_S * attempt)
 
     async def store_outputs(self, job: Job, outputs: list[RenderOutput], render_s: float) -> list[Image]:
-        """Save every render and its thumbnail; the Image rows to add when the job finishes.
+        """Check and save every render; the Image rows to add when the job finishes (thumbnails to come).
 
-        The renders are checked and thumbnailed in threads (Pillow lets go of the GIL) and every file is
-        written at once: on S3 a job's PUTs overlap instead of queuing one behind the other."""
+        Every file is written at once: on S3 a job's PUTs overlap instead of queuing one behind another."""
         meta = self.render_meta(job)
 
         async def store(out: RenderOutput) -> Image:
-            info = await asyncio.to_thread(inspect_render, out.png)
+            info = await asyncio.to_thread(check_render, out.png)
             key, digest = content_key("images", out.png, "png")
-            thumb_key = f"thumbs/{digest[:2]}/{digest}.jpg"
-            await _all(
-                self._save_with_retry(key, out.png, "image/png"),
-                self._save_with_retry(thumb_key, info.thumbnail_jpeg, "image/jpeg"),
-            )
+            await self._save_with_retry(key, out.png, "image/png")
             return Image(
                 id=new_id(),
                 job_id=job.id,
                 designer_id=job.designer_id,
                 index=out.index,
                 storage_key=key,
-                thumb_key=thumb_key,
+                thumb_key=f"thumbs/{digest[:2]}/{digest}.jpg",
+                thumb_ready=False,
                 sha256=digest,
                 width=info.width,
                 height=info.height,
@@ -252,6 +247,16 @@ class JobContext:
             )
 
         return await _all(*(store(out) for out in outputs))
+
+    async def store_thumbnails(self, images: list[Image], outputs: list[RenderOutput]) -> None:
+        """After the job succeeded: make and save the thumbnails, then mark them ready. A failure leaves
+        them to the API, which makes a missing thumbnail on its first request."""
+        pngs = {out.index: out.png for out in outputs}
+        try:
+            await _all(*(save_thumbnail(self.storage, image, pngs[image.index]) for image in images))
+            await self.transition(job_queue.thumbnails_ready, [i.id for i in images])
+        except Exception as exc:
+            logger.warning("thumbnails of job %s left to the API: %s", images[0].job_id, exc)
 
     async def complete(self, job: Job, outputs: list[RenderOutput], render_s: float) -> bool:
         """Store the renders, then mark the job succeeded; on a storage failure fail it, never half-done."""
@@ -274,9 +279,11 @@ class JobContext:
             await self.held(job_queue.fail, job.id, exc.code, str(exc))
             return False
         done = await self.held(job_queue.finish, job.id, images)
-        if done is not None:
-            logger.info("job %s succeeded", job.id, extra={"action": "job_succeeded", "job_id": job.id})
-        return done is not None
+        if done is None:
+            return False
+        logger.info("job %s succeeded", job.id, extra={"action": "job_succeeded", "job_id": job.id})
+        await self.store_thumbnails(images, outputs)
+        return True
 
 
 async def _all(*aws: Awaitable[T]) -> list[T]:
@@ -286,8 +293,3 @@ async def _all(*aws: Awaitable[T]) -> list[T]:
         if isinstance(r, BaseException):
             raise r
     return results  # type: ignore[return-value]
-
-
-async def with_session(sessionmaker: SessionMaker, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    async with sessionmaker() as session, session.begin():
-        return await fn(session)

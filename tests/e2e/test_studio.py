@@ -77,7 +77,9 @@ def test_sketch_upload_preview_and_render(page: Page, studio: Studio, tmp_path) 
 def test_draw_a_sketch_on_the_canvas(page: Page, studio: Studio) -> None:
     sign_in(page, studio.url)
     page.locator(".st-key-w_mode").get_by_text("Start from a sketch").click()
+    wait_for_run(page)  # a click while the page reruns can be lost on a loaded machine
     page.locator(".st-key-w_src").get_by_text("Draw it here").click()
+    wait_for_run(page)
     canvas = page.locator(".st-key-sketch_canvas canvas").last
     expect(canvas).to_be_visible()
     box = canvas.bounding_box()
