@@ -8,9 +8,11 @@ transaction commits:
 - PostgreSQL: `NOTIFY` inside the transaction itself (one `SELECT pg_notify(...)` before COMMIT), so
   PostgreSQL delivers it at commit to every listening process on every host, and drops it on rollback.
   Each process listens on one autocommit psycopg connection of its own, reconnecting after a loss.
-- SQLite (one host by nature): after COMMIT a datagram to every listener's Unix socket, in a folder of
-  the temporary directory named after the database file. A listener's socket goes when it closes; one
-  left by a killed process refuses the datagram and is removed by the next sender.
+- SQLite (one host by nature): after COMMIT a datagram to every listener's Unix socket, in a folder
+  beside the database file (`.<name>.notify/`: every process of the deployment can write there, where
+  each systemd unit's /tmp is private), or in the temporary directory where that path would be too
+  long for a socket. A listener's socket goes when it closes; one left by a killed process refuses the
+  datagram and is removed by the next sender.
 - Listeners in the writer's own process are called directly, whatever the database.
 """
 
@@ -241,12 +243,21 @@ class Notifier:
 _HUBS: weakref.WeakKeyDictionary[Engine, list[Notifier]] = weakref.WeakKeyDictionary()
 
 
+_SOCKET_NAME_MAX = 24  # "<pid>-<8 hex>" and the slash
+_SOCKET_PATH_MAX = 107  # sun_path, less its terminating NUL
+
+
 def _sqlite_folder(engine: AsyncEngine) -> Path | None:
-    """Where a SQLite database's listeners put their sockets (short: Unix socket paths are <= 107 bytes)."""
+    """Where a SQLite database's listeners put their sockets: beside the file, or (a path too long for a
+    socket) in the temporary directory under a name made from the file's path."""
     if engine.dialect.name != "sqlite":
         return None
     database = engine.url.database
     if not database or database == ":memory:":
         return None
-    digest = hashlib.sha256(str(Path(database).resolve()).encode()).hexdigest()[:16]
+    path = Path(database).resolve()
+    beside = path.with_name(f".{path.name}.notify")
+    if len(os.fsencode(beside)) + _SOCKET_NAME_MAX <= _SOCKET_PATH_MAX:
+        return beside
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"studio-notify-{os.getuid()}-{digest}"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -159,3 +161,18 @@ def test_notifications_alone_carry_a_job_from_post_to_its_final_event(quiet_stac
     assert {"claimed", "started", "progress"} <= set(types)
     # A minute-long poll would have shown: the claim and every live event came by notification.
     assert elapsed < 30, (elapsed, dispatcher.log())
+
+
+def test_sqlite_sockets_live_beside_the_database_unless_the_path_is_too_long(tmp_path: Path) -> None:
+    short = Path(tempfile.mkdtemp(prefix="n-"))  # systemd units' /tmp is private: beside the file it is
+    try:
+        engine = make_engine(Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{short}/s.db"))  # type: ignore[call-arg]
+        assert notify._sqlite_folder(engine) == short.resolve() / ".s.db.notify"
+        deep = tmp_path / ("x" * 90) / "studio.db"
+        engine = make_engine(Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{deep}"))  # type: ignore[call-arg]
+        folder = notify._sqlite_folder(engine)
+        assert folder is not None and folder.parent == Path(tempfile.gettempdir())
+        memory = make_engine(Settings(_env_file=None, database_url="sqlite+aiosqlite://"))  # type: ignore[call-arg]
+        assert notify._sqlite_folder(memory) is None
+    finally:
+        shutil.rmtree(short)
