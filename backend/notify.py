@@ -3,8 +3,8 @@
 A notification is a hint that saves a poll's wait, never the only way news travels: dispatchers and
 EventHubs keep polling (DISPATCHER_POLL_S, EVENT_POLL_S), so a lost notification delays, never loses.
 
-Writers mark what their transaction changed (`job_event`, `job_queued`); the marks are sent only if the
-transaction commits:
+Writers mark what their transaction changed (`job_event`, with the job's kind when it is claimable again);
+the marks are sent only if the transaction commits:
 - PostgreSQL: `NOTIFY` inside the transaction itself (one `SELECT pg_notify(...)` before COMMIT), so
   PostgreSQL delivers it at commit to every listening process on every host, and drops it on rollback.
   Each process listens on one autocommit psycopg connection of its own, reconnecting after a loss.

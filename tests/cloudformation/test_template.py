@@ -191,8 +191,8 @@ def test_checkov_finds_nothing_and_every_suppression_is_needed_and_explained(tmp
     # scanned in a copy whose SageMakerOverflow defaults to "true"; the copies without suppressions must
     # fail exactly the suppressed checks (a suppression of a passing check is stale).
     # Every file goes by a bare name, scanned from tmp_path: CKV_AWS_46 scans str() of the UserData node,
-    # which carries the file's path, so a checkout whose ".../cloudformation/template" is 40 letters, digits
-    # and slashes long (as "/check/work/main/cloudformation/template" is) read as an AWS secret key.
+    # which carries the file's path, so a checkout whose path up to ".../cloudformation/template" is 40
+    # letters, digits and slashes long (one CI checkout's was) read as an AWS secret key.
     (tmp_path / TEMPLATE.name).write_bytes(TEMPLATE.read_bytes())
     files = {
         "default": Path(TEMPLATE.name),
