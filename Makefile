@@ -5,8 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CHECKOV_VENV := .venv-checkov
-# Re-install when pyproject.toml changes.
-DEPS_HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+# The SageMaker image's pins hold here too (as constraints, extras stripped, as pip wants them), so the
+# suite runs the versions the image ships. Re-install when either file changes.
+PINS := mlserver/sagemaker/requirements.txt
+CONSTRAINTS := $(VENV)/constraints.txt
+DEPS_HASH := $(shell cat pyproject.toml $(PINS) | sha1sum | cut -c1-12)
 RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
 CHECKOV_VERSION := 3.3.30
@@ -18,14 +21,15 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip
 
-$(RUN_STAMP): $(VENV)/bin/python pyproject.toml
-	$(PIP) install -q -e .
+$(RUN_STAMP): $(VENV)/bin/python pyproject.toml $(PINS)
+	sed 's/\[[^]]*\]//' $(PINS) > $(CONSTRAINTS)
+	$(PIP) install -q -c $(CONSTRAINTS) -e .
 	@rm -f $(VENV)/.run-* && touch $@
 
 # torch: the CPU build, installed before the `lora` extra so pip never picks a CUDA build.
 $(TEST_STAMP): $(RUN_STAMP)
 	$(PIP) install -q 'torch==2.13.0'
-	$(PIP) install -q -e '.[dev,lora]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,lora]'
 	@rm -f $(VENV)/.test-* && touch $@
 
 install: $(RUN_STAMP)
