@@ -8,8 +8,9 @@ ML tier (`backend/executors/`); this module only decides what runs where, and ke
 Routing (DISPATCH_ROUTING): `comfy_first` fills the ComfyUI instances first and gives the SageMaker
 executor a job of a kind only when every ComfyUI instance for that kind is full or unavailable and more
 than SAGEMAKER_OVERFLOW_BACKLOG jobs of it are claimable (a kind no instance serves goes to SageMaker
-at once); `comfy_only` and `sagemaker_only` use one tier. A slot is reserved synchronously when a job
-task is spawned, so a pass never claims more jobs than an executor has slots.
+at once); `comfy_only` and `sagemaker_only` use one tier. One claim (one transaction) fills all the
+free slots of an executor (`job_queue.claim_batch`); a slot is reserved synchronously when a job task
+is spawned, so a pass never claims more jobs than an executor has slots.
 
 An idle dispatcher looks for work when a job is queued (`backend.notify`: PostgreSQL NOTIFY, or a
 datagram on SQLite's one host) or one of its jobs ends, and every DISPATCHER_POLL_S besides.
@@ -193,26 +194,31 @@ class Dispatcher:
         return ex.kind_name == SageMakerExecutor.kind_name
 
     async def _fill(self, kinds: Sequence[str], *, look_first: bool = True) -> bool:
-        """Give every available executor with a free slot one more job; True if any was claimed.
-        `look_first`: read whether anything is claimable before trying to claim (a poll, not a wake-up)."""
+        """Fill every available executor's free slots, one claim (one transaction) per executor; True if
+        any job was claimed. `look_first`: read whether anything is claimable before trying to claim (a
+        poll, not a wake-up)."""
         ready = [ex for ex in self.executors if ex.is_available and self._free(ex) > 0]
         if not ready or (look_first and not await self._has_work(kinds)):
             return False
         claimed = False
         # ComfyUI first (most free slots first), the overflow tier last.
         for ex in sorted(ready, key=lambda e: (self._is_overflow(e), -self._free(e))):
-            ex_kinds = await self._overflow_kinds(ex) if self._is_overflow(ex) else sorted(ex.kinds)
-            if self._free(ex) <= 0 or not ex_kinds:
+            free = self._free(ex)
+            ex_kinds, limit = (
+                await self._overflow_share(ex, free) if self._is_overflow(ex) else (sorted(ex.kinds), free)
+            )
+            if limit <= 0 or not ex_kinds:
                 continue
-            job = await self.ctx.transition(
-                job_queue.claim_next,
+            jobs = await self.ctx.transition(
+                job_queue.claim_batch,
                 worker_id=self.worker_id,
                 kinds=ex_kinds,
                 executor=ex.kind_name,
                 instance=ex.name,
+                limit=limit,
                 preferred_lora=ex.preferred_lora(),
             )
-            if job is not None:
+            for job in jobs:
                 logger.info(
                     "job %s claimed for %s",
                     job.id,
@@ -223,17 +229,21 @@ class Dispatcher:
                 claimed = True
         return claimed
 
-    async def _overflow_kinds(self, ex: Executor) -> list[str]:
-        """The kinds the overflow executor may take now (see the module docstring)."""
+    async def _overflow_share(self, ex: Executor, free: int) -> tuple[list[str], int]:
+        """The kinds the overflow executor may take now, and how many jobs (see the module docstring):
+        a kind no available ComfyUI instance serves goes there freely; otherwise only the backlog past
+        SAGEMAKER_OVERFLOW_BACKLOG, once every instance serving the kind is full."""
         if self.settings.dispatch_routing == "sagemaker_only":
-            return sorted(ex.kinds)
+            return sorted(ex.kinds), free
         direct = [e for e in self.executors if not self._is_overflow(e)]
         backlog: dict[str, int] | None = None
-        kinds = []
+        kinds: list[str] = []
+        share = 0
         for kind in sorted(ex.kinds):
             serving = [e for e in direct if kind in e.kinds]
             if not serving:
                 kinds.append(kind)
+                share = free
                 continue
             if any(e.is_available and self._free(e) > 0 for e in serving):
                 continue
@@ -241,9 +251,11 @@ class Dispatcher:
                 session = await read_session(self.sessionmaker)
                 async with session:
                     backlog = await job_queue.count_claimable(session, sorted(ex.kinds))
-            if backlog.get(kind, 0) > self.settings.sagemaker_overflow_backlog:
+            excess = backlog.get(kind, 0) - self.settings.sagemaker_overflow_backlog
+            if excess > 0:
                 kinds.append(kind)
-        return kinds
+                share += excess
+        return kinds, min(free, share)
 
     def _spawn(self, ex: Executor, job: Job, *, resume: bool) -> None:
         """Start the job's task, its slot reserved until the executor counts the job itself."""

@@ -226,6 +226,88 @@ async def claim_next(
 _INSERT_EVENT = insert(_EVENTS)
 
 
+def _pick_many(rows: Sequence[Any], preferred_lora: str | None, now: datetime, limit: int) -> list[str]:
+    """`_pick` for several slots: jobs that waited AFFINITY_MAX_WAIT_S first, then those using the
+    preferred LoRA, then the rest, each group in queue order."""
+    if preferred_lora is None:
+        return [str(r.id) for r in rows[:limit]]
+    overdue, same, other = [], [], []
+    for row in rows:
+        if (now - row.created_at).total_seconds() >= AFFINITY_MAX_WAIT_S:
+            overdue.append(row)
+        elif row.lora_name == preferred_lora:
+            same.append(row)
+        else:
+            other.append(row)
+    return [str(r.id) for r in (overdue + same + other)[:limit]]
+
+
+async def claim_batch(
+    session: AsyncSession,
+    *,
+    worker_id: str,
+    kinds: Sequence[str],
+    executor: str,
+    instance: str | None,
+    limit: int,
+    preferred_lora: str | None = None,
+) -> list[Job]:
+    """Up to `limit` queued jobs moved to running for this dispatcher in one transaction, in the order
+    they should run (an executor with several free slots fills them with one claim).
+
+    `limit` 1 is `claim_next`. Without a preferred LoRA one `UPDATE … WHERE id IN (SELECT … LIMIT n)`
+    takes the head of the queue; with one, the affinity window (at least `limit` jobs) is read, locked
+    on PostgreSQL (SKIP LOCKED), and picked from as `_pick_many` says.
+    """
+    if limit <= 1:
+        job = await claim_next(
+            session,
+            worker_id=worker_id,
+            kinds=kinds,
+            executor=executor,
+            instance=instance,
+            preferred_lora=preferred_lora,
+        )
+        return [] if job is None else [job]
+    now = utcnow()
+    params: dict[str, Any] = {
+        "claim_kinds": list(kinds),
+        "claim_now": now,
+        "claim_worker": worker_id,
+        "claim_executor": executor,
+        "claim_instance": instance,
+    }
+    is_pg = _is_pg(session)
+    if preferred_lora is None:
+        params["claim_limit"] = limit
+        order: list[str] | None = None
+        stmt = _claim_head_many_statement(is_pg)
+    else:
+        window = max(limit, AFFINITY_WINDOW)
+        rows = (await session.execute(_candidates(is_pg, list(kinds), now, window))).all()
+        if not rows:
+            return []
+        order = _pick_many(rows, preferred_lora, now, limit)
+        params["claim_job_ids"] = order
+        stmt = _claim_by_ids_statement(is_pg)
+    jobs: list[Job] = list((await session.scalars(stmt, params)).all())
+    if not jobs:
+        return []
+    if order is None:
+        jobs.sort(key=lambda j: (-j.priority, j.created_at, j.id))
+    else:
+        rank = {job_id: n for n, job_id in enumerate(order)}
+        jobs.sort(key=lambda j: rank[j.id])
+    for job in jobs:
+        set_committed_value(job, "images", [])  # they were queued: they have none
+        notify.job_event(session, job.id)
+    if not is_pg:  # PostgreSQL inserted the events in the claim's own statement
+        data = {"status": "running"}
+        events = [{"job_id": j.id, "type": "claimed", "data": data, "created_at": now} for j in jobs]
+        await session.execute(_INSERT_EVENT, events)
+    return jobs
+
+
 def _candidates(is_pg: bool, kinds: Any, now: Any, limit: int) -> Select[str, str, datetime]:
     """The first `limit` claimable jobs in claim order (`ix_jobs_claim`), locked on PostgreSQL."""
     queued = aliased(Job, name="candidate")  # not correlated with the UPDATE around the head's subquery
@@ -296,6 +378,26 @@ def _claim_head_statement(is_pg: bool, affinity: bool) -> Any:
 @functools.cache
 def _claim_by_id_statement(is_pg: bool) -> Any:
     return _claim(is_pg, Job.id == bindparam("claim_job_id", type_=String()))
+
+
+@functools.cache
+def _claim_by_ids_statement(is_pg: bool) -> Any:
+    return _claim(is_pg, Job.id.in_(bindparam("claim_job_ids", expanding=True)))
+
+
+@functools.cache
+def _claim_head_many_statement(is_pg: bool) -> Any:
+    """The first `claim_limit` jobs of the queue."""
+    now = bindparam("claim_now", type_=UTCDateTime())
+    head = _candidates(is_pg, bindparam("claim_kinds", expanding=True), now, 1)
+    head = head.limit(bindparam("claim_limit", type_=Integer()))
+    ids = head.with_only_columns(head.selected_columns[0])
+    if is_pg:
+        # Computed once: as a plain `IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` PostgreSQL may run
+        # the subquery again while the UPDATE proceeds and claim more than n jobs.
+        heads = ids.cte("heads").prefix_with("MATERIALIZED")
+        return _claim(is_pg, Job.id.in_(select(heads.c.id)))
+    return _claim(is_pg, Job.id.in_(ids))
 
 
 def _held(job_id: str, worker_id: str) -> Any:

@@ -1,11 +1,15 @@
 """Figure 4: jobs claimed per second by 1, 2 and 4 dispatchers from one backlog, with none claimed twice.
 
-Each dispatcher is a process calling `job_queue.claim_next` through `JobContext.transition`, as the
+Each dispatcher is a process calling `job_queue.claim_batch` through `JobContext.transition`, as the
 dispatcher's loop does (preferring the LoRA of the job it claimed last, so the affinity window is in
-play), until the queue is empty or the run's time is up; nothing is submitted anywhere. Every run
-starts from a fresh database holding the whole backlog (on PostgreSQL, analyzed after the bulk insert,
-as autovacuum would have done for a table in service). "None claimed twice" is checked twice: the ids
-the dispatchers report are distinct, and the database holds exactly one `claimed` event per job.
+play), until the queue is empty or the run's time is up; nothing is submitted anywhere. A dispatcher
+fills all its free slots with one claim: each has `claim_slots` free (8, the default
+SAGEMAKER_MAX_IN_FLIGHT: a dispatcher whose overflow tier is idle; its ComfyUI instances add 2 each),
+and each time takes that many. The same run with one slot (one job a transaction: a dispatcher with one
+free slot left) is reported beside it, informative. Every run starts from a fresh database holding the
+whole backlog (on PostgreSQL, analyzed after the bulk insert, as autovacuum would have done for a table
+in service). "None claimed twice" is checked twice: the ids the dispatchers report are distinct, and
+the database holds exactly one `claimed` event per job.
 Baseline: one process running bare write transactions (one `UPDATE … RETURNING` by primary key each)
 through the same engine: what one transaction per job costs on this database before any queue logic.
 """
@@ -103,7 +107,7 @@ def prepare(settings: Settings, backlog: int) -> list[str]:
     return asyncio.run(_fill(settings, backlog))
 
 
-async def _claim_all(settings: Settings, worker_id: str, start: Any, seconds: float) -> Outcome:
+async def _claim_all(settings: Settings, worker_id: str, start: Any, seconds: float, slots: int) -> Outcome:
     engine = make_engine(settings)
     ctx = JobContext(settings, make_sessionmaker(engine), make_storage(settings), load_manifest(), worker_id)
     out = Outcome(worker_id)
@@ -114,18 +118,19 @@ async def _claim_all(settings: Settings, worker_id: str, start: Any, seconds: fl
         out.started = time.monotonic()
         preferred: str | None = None
         while time.monotonic() - out.started < seconds:
-            job = await ctx.transition(
-                job_queue.claim_next,
+            jobs = await ctx.transition(
+                job_queue.claim_batch,
                 worker_id=worker_id,
                 kinds=["sketch", "text"],
                 executor="comfy",
                 instance="bench",
+                limit=slots,
                 preferred_lora=preferred,
             )
-            if job is None:
+            if not jobs:
                 break
-            out.ids.append(job.id)
-            preferred = job.lora_name
+            out.ids += [job.id for job in jobs]
+            preferred = jobs[-1].lora_name
         out.ended = time.monotonic()
     finally:
         await engine.dispose()
@@ -154,15 +159,15 @@ async def _bare_transactions(settings: Settings, ids: Sequence[str], seconds: fl
         await engine.dispose()
 
 
-def _worker(settings: Settings, worker_id: str, start: Any, results: Any, seconds: float) -> None:
-    results.put(asyncio.run(_claim_all(settings, worker_id, start, seconds)))
+def _worker(settings: Settings, worker_id: str, start: Any, results: Any, seconds: float, slots: int) -> None:
+    results.put(asyncio.run(_claim_all(settings, worker_id, start, seconds, slots)))
 
 
-def claim(settings: Settings, dispatchers: int, seconds: float) -> list[Outcome]:
+def claim(settings: Settings, dispatchers: int, seconds: float, slots: int) -> list[Outcome]:
     mp = multiprocessing.get_context("spawn")
     start, results = mp.Event(), mp.Queue()
     procs = [
-        mp.Process(target=_worker, args=(settings, f"bench-{n}", start, results, seconds), daemon=True)
+        mp.Process(target=_worker, args=(settings, f"bench-{n}", start, results, seconds, slots), daemon=True)
         for n in range(dispatchers)
     ]
     for p in procs:
@@ -199,16 +204,19 @@ async def _claim_events(settings: Settings) -> tuple[int, int, int]:
         await engine.dispose()
 
 
-def one_run(workdir: Path, db: str, backlog: int, dispatchers: int, seconds: float) -> dict[str, Any]:
+def one_run(
+    workdir: Path, db: str, backlog: int, dispatchers: int, seconds: float, slots: int
+) -> dict[str, Any]:
     with harness.fresh_database(db, workdir) as db_url:
         settings = settings_for(db_url, workdir)
         prepare(settings, backlog)
-        outcomes = claim(settings, dispatchers, seconds)
+        outcomes = claim(settings, dispatchers, seconds, slots)
         running, events, doubles = asyncio.run(_claim_events(settings))
     ids = [i for o in outcomes for i in o.ids]
     wall = max(o.ended for o in outcomes) - min(o.started for o in outcomes)
     return {
         "dispatchers": dispatchers,
+        "slots": slots,
         "claimed": len(ids),
         "per_s": len(ids) / wall,
         "wall_s": wall,
@@ -234,18 +242,23 @@ def run(workdir: Path, db: str, sizes: Sizes) -> list[Figure]:
     backlog = sizes.claim_backlog
     bare = baseline(workdir, db, backlog, sizes.claim_s)
     figures = []
-    for n in sizes.claim_dispatchers:
-        r = one_run(workdir, db, backlog, n, sizes.claim_s)
+    runs = [(n, sizes.claim_slots) for n in sizes.claim_dispatchers]
+    runs += [(n, 1) for n in sizes.claim_dispatchers[:1] if sizes.claim_slots > 1]
+    for n, slots in runs:
+        r = one_run(workdir, db, backlog, n, sizes.claim_s, slots)
         twice = r["reported_twice"] + r["db_jobs_claimed_twice"]
         check = "none twice" if twice == 0 and r["consistent"] else f"{twice} TWICE or lost"
+        ok = twice == 0 and r["consistent"]
+        informative = slots != sizes.claim_slots
         figures.append(
             Figure(
-                key=f"claim_rate.{db}.{n}",
-                title=f"4. claims/s, {n} dispatcher{'s' * (n > 1)}, backlog {backlog:,} ({db})",
+                key=f"claim_rate.{db}.{n}" + (f".slots{slots}" if informative else ""),
+                title=f"4. claims/s, {n} dispatcher{'s' * (n > 1)} x {slots} slot{'s' * (slots > 1)}, "
+                f"backlog {backlog:,} ({db})" + (" (informative)" if informative else ""),
                 measured=f"{r['per_s']:,.0f}/s ({r['claimed']:,} in {r['wall_s']:.1f} s), {check}",
                 baseline=f"bare tx {bare:,.0f}/s",
-                target=f">= {TARGET[db]:,.0f}/s, none twice",
-                passed=r["per_s"] >= TARGET[db] and twice == 0 and r["consistent"],
+                target="none twice" if informative else f">= {TARGET[db]:,.0f}/s, none twice",
+                passed=ok if informative else ok and r["per_s"] >= TARGET[db],
                 values={**r, "bare_tx_per_s": bare, "db": db},
             )
         )

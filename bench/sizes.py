@@ -17,6 +17,7 @@ class Sizes:
     claim_backlog: int  # queued jobs the dispatchers claim from
     claim_dispatchers: tuple[int, ...]
     claim_s: float  # a run stops claiming after this long (or when the backlog is empty)
+    claim_slots: int  # free slots per dispatcher: jobs one claim may take (1 is also run, informative)
     lora_jobs: int  # mixed backlog (Indochine, Minimalist, none) on two instances
     lora_steps: int
     memory_jobs: int  # jobs through API and dispatcher before memory is read
@@ -36,6 +37,7 @@ FULL = Sizes(
     claim_backlog=10_000,
     claim_dispatchers=(1, 2, 4),
     claim_s=10.0,
+    claim_slots=8,
     lora_jobs=90,
     lora_steps=4,
     memory_jobs=10_000,
@@ -55,6 +57,7 @@ QUICK = Sizes(
     claim_backlog=60,
     claim_dispatchers=(1, 2),
     claim_s=30.0,
+    claim_slots=4,
     lora_jobs=6,
     lora_steps=1,
     memory_jobs=40,

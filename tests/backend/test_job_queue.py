@@ -87,6 +87,65 @@ async def test_affinity_prefers_the_loaded_lora_but_not_forever(sm) -> None:
     assert (await claim(sm, "w", preferred="minimalist.safetensors")).id == c[0]
 
 
+async def claim_many(sm, worker: str, limit: int, preferred: str | None = None, kinds=("text",)) -> list[Job]:
+    async with sm() as s, s.begin():
+        return await job_queue.claim_batch(
+            s,
+            worker_id=worker,
+            kinds=kinds,
+            executor="comfy",
+            instance="i1",
+            limit=limit,
+            preferred_lora=preferred,
+        )
+
+
+async def test_a_batch_claim_takes_the_head_in_order_with_one_event_each(sm) -> None:
+    ids = await add_jobs(sm, 5)
+    sketch = await add_jobs(sm, 1, kind="sketch")
+    first = await claim_many(sm, "w", 3)
+    assert [j.id for j in first] == ids[:3]
+    assert all(j.status == JobStatus.running and j.claimed_by == "w" for j in first)
+    assert [j.id for j in await claim_many(sm, "w", 8)] == ids[3:]  # only what is left, of its kind
+    assert await claim_many(sm, "w", 8) == []
+    async with sm() as s:
+        claimed = (await s.scalars(select(JobEvent.job_id).where(JobEvent.type == "claimed"))).all()
+        assert sorted(claimed) == sorted(ids)
+        assert (await s.get(Job, sketch[0])).status == JobStatus.queued
+
+
+async def test_a_batch_claim_prefers_the_loaded_lora_but_never_passes_an_overdue_job(sm) -> None:
+    a = await add_jobs(sm, 2, lora="indochine.safetensors")
+    b = await add_jobs(sm, 2, lora="minimalist.safetensors")
+    got = await claim_many(sm, "w", 3, preferred="minimalist.safetensors")
+    assert [j.id for j in got] == [*b, a[0]]
+    async with sm() as s, s.begin():  # a[1] has waited too long: it goes before any preferred job
+        await s.execute(update(Job).values(created_at=utcnow() - timedelta(seconds=60)))
+    c = await add_jobs(sm, 1, lora="minimalist.safetensors")
+    got = await claim_many(sm, "w", 2, preferred="minimalist.safetensors")
+    assert [j.id for j in got] == [a[1], c[0]]
+
+
+async def test_concurrent_batch_claims_never_hand_out_a_job_twice(sm) -> None:
+    ids = await add_jobs(sm, 90, lora="indochine.safetensors")
+    ids += await add_jobs(sm, 30, lora="minimalist.safetensors")
+
+    async def worker(name: str, preferred: str | None) -> list[str]:
+        got = []
+        while jobs := await claim_many(sm, name, 7, preferred=preferred):
+            got += [j.id for j in jobs]
+        return got
+
+    loras = [None, "indochine.safetensors", "minimalist.safetensors"]
+    results = await asyncio.gather(*(worker(f"w{i}", loras[i % 3]) for i in range(6)))
+    claimed = [j for r in results for j in r]
+    assert sorted(claimed) == sorted(ids)
+    assert len(set(claimed)) == len(claimed)
+    async with sm() as s:
+        events = (await s.scalars(select(JobEvent.job_id).where(JobEvent.type == "claimed"))).all()
+    assert sorted(events) == sorted(ids)
+
+
 async def test_backoff_keeps_a_released_job_out_of_reach(sm) -> None:
     (job_id,) = await add_jobs(sm, 1)
     assert (await claim(sm, "w")).id == job_id
