@@ -207,7 +207,7 @@ async def claim_next(
     stmt = _claim_head_statement(is_pg, preferred_lora is not None)
     job: Job | None = (await session.scalars(stmt, params)).one_or_none()
     if job is None and preferred_lora is not None:
-        rows = (await session.execute(_candidates(is_pg, list(kinds), now, AFFINITY_WINDOW))).all()
+        rows = (await session.execute(_window_statement(is_pg, AFFINITY_WINDOW), params)).all()
         if rows:
             params["claim_job_id"] = _pick(rows, preferred_lora, now)
             job = (await session.scalars(_claim_by_id_statement(is_pg), params)).one_or_none()
@@ -284,7 +284,7 @@ async def claim_batch(
         stmt = _claim_head_many_statement(is_pg)
     else:
         window = max(limit, AFFINITY_WINDOW)
-        rows = (await session.execute(_candidates(is_pg, list(kinds), now, window))).all()
+        rows = (await session.execute(_window_statement(is_pg, window), params)).all()
         if not rows:
             return []
         order = _pick_many(rows, preferred_lora, now, limit)
@@ -378,6 +378,13 @@ def _claim_head_statement(is_pg: bool, affinity: bool) -> Any:
 @functools.cache
 def _claim_by_id_statement(is_pg: bool) -> Any:
     return _claim(is_pg, Job.id == bindparam("claim_job_id", type_=String()))
+
+
+@functools.cache
+def _window_statement(is_pg: bool, limit: int) -> Any:
+    """The affinity window (`_candidates` with bind parameters), built once per size."""
+    now = bindparam("claim_now", type_=UTCDateTime())
+    return _candidates(is_pg, bindparam("claim_kinds", expanding=True), now, limit)
 
 
 @functools.cache
