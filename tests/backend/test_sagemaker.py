@@ -346,7 +346,10 @@ def test_cancel_of_a_job_at_sagemaker_ends_it_without_storing(sm_stack: Stack, o
 def test_a_burst_overflows_to_sagemaker_and_every_job_is_stored_once(
     db_url: str, tmp_path: Path, overflow: Overflow
 ) -> None:
-    settings = overflow.settings(sagemaker_overflow_backlog=1, comfy_prequeue=1)
+    # One claim fills all the overflow slots, so several requests wait in the stand-in's queue (one
+    # instance, about 1.7 s a job): a TTL long enough for that wait, or they would expire and be
+    # invoked again by design (the expiry has its own test).
+    settings = overflow.settings(sagemaker_overflow_backlog=1, comfy_prequeue=1, sagemaker_request_ttl_s=60)
     for stack in start_stack(
         db_url, tmp_path, overflow.emulator.url, dispatch_routing="comfy_first", **settings
     ):
