@@ -194,13 +194,7 @@ async def claim_next(
     is read and picked from as before.
     """
     now = utcnow()
-    params: dict[str, Any] = {
-        "claim_kinds": list(kinds),
-        "claim_now": now,
-        "claim_worker": worker_id,
-        "claim_executor": executor,
-        "claim_instance": instance,
-    }
+    params = _claim_params(kinds, now, worker_id, executor, instance)
     if preferred_lora is not None:
         params |= {"claim_lora": preferred_lora, "claim_cutoff": now - timedelta(seconds=AFFINITY_MAX_WAIT_S)}
     is_pg = _is_pg(session)
@@ -213,12 +207,33 @@ async def claim_next(
             job = (await session.scalars(_claim_by_id_statement(is_pg), params)).one_or_none()
     if job is None:
         return None
-    set_committed_value(job, "images", [])  # it was queued: it has none
-    notify.job_event(session, job.id)
-    if not is_pg:  # PostgreSQL inserted the event in the claim's own statement
-        event = {"job_id": job.id, "type": "claimed", "data": {"status": "running"}, "created_at": now}
-        await session.execute(_INSERT_EVENT, event)
+    await _claimed(session, [job], now, is_pg)
     return job
+
+
+def _claim_params(
+    kinds: Sequence[str], now: datetime, worker_id: str, executor: str, instance: str | None
+) -> dict[str, Any]:
+    """The bind parameters every claim statement shares."""
+    return {
+        "claim_kinds": list(kinds),
+        "claim_now": now,
+        "claim_worker": worker_id,
+        "claim_executor": executor,
+        "claim_instance": instance,
+    }
+
+
+async def _claimed(session: AsyncSession, jobs: Sequence[Job], now: datetime, is_pg: bool) -> None:
+    """What follows a claim: the jobs' (empty) images set, their streams notified, and on SQLite their
+    `claimed` events inserted (PostgreSQL inserted them in the claim's own statement)."""
+    for job in jobs:
+        set_committed_value(job, "images", [])  # they were queued: they have none
+        notify.job_event(session, job.id)
+    if not is_pg:
+        data = {"status": "running"}
+        events = [{"job_id": j.id, "type": "claimed", "data": data, "created_at": now} for j in jobs]
+        await session.execute(_INSERT_EVENT, events)
 
 
 # The claim's statements are built once (with bind parameters) and reused: building a statement costs
@@ -270,13 +285,7 @@ async def claim_batch(
         )
         return [] if job is None else [job]
     now = utcnow()
-    params: dict[str, Any] = {
-        "claim_kinds": list(kinds),
-        "claim_now": now,
-        "claim_worker": worker_id,
-        "claim_executor": executor,
-        "claim_instance": instance,
-    }
+    params = _claim_params(kinds, now, worker_id, executor, instance)
     is_pg = _is_pg(session)
     if preferred_lora is None:
         params["claim_limit"] = limit
@@ -298,13 +307,7 @@ async def claim_batch(
     else:
         rank = {job_id: n for n, job_id in enumerate(order)}
         jobs.sort(key=lambda j: rank[j.id])
-    for job in jobs:
-        set_committed_value(job, "images", [])  # they were queued: they have none
-        notify.job_event(session, job.id)
-    if not is_pg:  # PostgreSQL inserted the events in the claim's own statement
-        data = {"status": "running"}
-        events = [{"job_id": j.id, "type": "claimed", "data": data, "created_at": now} for j in jobs]
-        await session.execute(_INSERT_EVENT, events)
+    await _claimed(session, jobs, now, is_pg)
     return jobs
 
 
@@ -365,8 +368,7 @@ def _claim(is_pg: bool, *where: Any) -> Any:
 @functools.cache
 def _claim_head_statement(is_pg: bool, affinity: bool) -> Any:
     """The head of the queue; with `affinity`, only if it uses the preferred LoRA or waited too long."""
-    now = bindparam("claim_now", type_=UTCDateTime())
-    head = _candidates(is_pg, bindparam("claim_kinds", expanding=True), now, 1)
+    head = _window_statement(is_pg, 1)
     where = [Job.id == head.with_only_columns(head.selected_columns[0]).scalar_subquery()]
     if affinity:
         lora = bindparam("claim_lora", type_=String())
@@ -382,7 +384,7 @@ def _claim_by_id_statement(is_pg: bool) -> Any:
 
 @functools.cache
 def _window_statement(is_pg: bool, limit: int) -> Any:
-    """The affinity window (`_candidates` with bind parameters), built once per size."""
+    """`_candidates` with bind parameters (`claim_kinds`, `claim_now`), built once per size."""
     now = bindparam("claim_now", type_=UTCDateTime())
     return _candidates(is_pg, bindparam("claim_kinds", expanding=True), now, limit)
 
@@ -395,9 +397,7 @@ def _claim_by_ids_statement(is_pg: bool) -> Any:
 @functools.cache
 def _claim_head_many_statement(is_pg: bool) -> Any:
     """The first `claim_limit` jobs of the queue."""
-    now = bindparam("claim_now", type_=UTCDateTime())
-    head = _candidates(is_pg, bindparam("claim_kinds", expanding=True), now, 1)
-    head = head.limit(bindparam("claim_limit", type_=Integer()))
+    head = _window_statement(is_pg, 1).limit(bindparam("claim_limit", type_=Integer()))
     ids = head.with_only_columns(head.selected_columns[0])
     if is_pg:
         # Computed once: as a plain `IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` PostgreSQL may run
