@@ -25,6 +25,9 @@ from tests.support.net import free_port, wait_http, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 STEP_MS = 120  # slow enough for a person (or a test) to press Cancel mid-render
+# Assertions wait as long as a designer would on a loaded machine: CI runs the browser beside three
+# other test workers, and a component iframe (the drawing canvas) has taken over 5 s to appear there.
+expect.set_options(timeout=15_000)
 
 
 @dataclass
