@@ -3,7 +3,15 @@
 `gunicorn -c backend/gunicorn.conf.py 'backend.main:app_factory()'`
 """
 
+import ctypes
+import os
+import signal
+import sys
+from typing import Any
+
 from backend.config import get_settings
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _settings = get_settings()
 
@@ -17,3 +25,16 @@ control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """A worker dies with its master. Killed with SIGKILL, a master cannot stop its uvicorn workers
+    (they never check their parent) and an orphan would go on serving on the inherited socket: the
+    kernel sends each worker SIGTERM (its graceful stop) when its master dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        server.log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != worker.ppid:  # the master died before prctl
+        os._exit(1)

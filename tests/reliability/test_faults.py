@@ -24,10 +24,10 @@ import pytest
 from tests.backend.test_dispatch import wait_status
 from tests.factories import job_body
 from tests.support import invariants
-from tests.support.backend import DEMO_TOKEN, ApiProcess, Stack, start_stack
+from tests.support.backend import DEMO_TOKEN, ApiProcess, Stack, is_alive, start_stack
 from tests.support.comfy import EmulatorProcess, start_emulator
 from tests.support.db import sqlite_db
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_until
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.emulator_only]
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,7 +238,15 @@ def test_api_restarted_while_a_client_follows_a_job_sees_every_event_once(
         dispatcher = stack.dispatcher_thread().start()
         try:
             last = sse_events(api.url, job["id"], 0, seen, stop_after=5)
+            workers = api.worker_pids()
+            assert workers, "gunicorn runs its worker"
             api.stop(signal.SIGKILL)  # the API dies under the client
+            # and its worker with it: an orphan would go on serving the port the new API binds
+            wait_until(
+                lambda: not any(is_alive(p) for p in workers),
+                timeout_s=40,
+                what="the orphaned worker to exit",
+            )
             api = ApiProcess(stack.settings, port, stack.tmp_path).start()
             while not seen or seen[-1][1] not in FINAL:
                 last = sse_events(api.url, job["id"], last, seen, stop_after=10_000)

@@ -201,6 +201,29 @@ def create_designers(settings: Settings) -> None:
     asyncio.run(_designers(settings))
 
 
+def _processes() -> Iterator[tuple[int, int]]:
+    """(pid, parent pid) of every live process (zombies are dead)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        if state != "Z":
+            yield int(entry.name), int(ppid)
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 class ApiProcess:
     """The API as production runs it: gunicorn with uvicorn workers, as a real process."""
 
@@ -222,6 +245,11 @@ class ApiProcess:
             )  # fmt: skip
         wait_http(f"{self.url}/healthz", timeout_s=30)
         return self
+
+    def worker_pids(self) -> list[int]:
+        """The master's live children (its uvicorn workers), from /proc."""
+        assert self.proc is not None
+        return [pid for pid, ppid in _processes() if ppid == self.proc.pid]
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
