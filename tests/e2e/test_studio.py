@@ -84,9 +84,10 @@ def test_draw_a_sketch_on_the_canvas(page: Page, studio: Studio) -> None:
     expect(canvas).to_be_visible()
     box = canvas.bounding_box()
     assert box is not None
-    page.mouse.move(box["x"] + 60, box["y"] + 300)
-    page.mouse.down()
-    for x, y in ((500, 300), (500, 80), (60, 80), (60, 300)):
+    assert (box["width"], box["height"]) == (480, 320)
+    page.mouse.move(box["x"] + 60, box["y"] + 280)
+    page.mouse.down()  # a room's back wall and floor lines, inside the canvas
+    for x, y in ((420, 280), (420, 60), (60, 60), (60, 280), (20, 310)):
         page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
     page.mouse.up()
     page.locator(".st-key-use_drawing button").click()  # at once: the request waits for the strokes
