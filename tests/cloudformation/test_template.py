@@ -2,8 +2,9 @@
 
 Most checks read the stack CloudFormation would create for a set of parameters: `stack()` evaluates the
 Conditions from the parameters' defaults (plus overrides), drops the resources whose condition is false
-and resolves every `Fn::If`. The network, host and IAM rules are checked on the default stack and on the
-stack with the SageMaker overflow enabled, so turning it on cannot open anything the default keeps shut.
+and resolves every `Fn::If`. The network, host and IAM rules are checked on the default stack, on the
+stack with the SageMaker overflow enabled and on the one served over HTTPS, so turning either on cannot
+open anything the default keeps shut.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 VPC_CIDR = ipaddress.IPv4Network("172.16.0.0/16")
 OVERFLOW = "EnableSageMakerOverflow"
 OVERFLOW_ON = {"SageMakerOverflow": "true"}
-VARIANTS = pytest.mark.parametrize("overrides", [{}, OVERFLOW_ON], ids=["default", "overflow"])
+HTTPS = "ServeHttps"
+CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+HTTPS_ON = {"CertificateArn": CERTIFICATE}
+VARIANTS = pytest.mark.parametrize(
+    "overrides", [{}, OVERFLOW_ON, HTTPS_ON], ids=["default", "overflow", "https"]
+)
 SAGEMAKER_SETTINGS = {
     "SAGEMAKER_ENDPOINT_NAME",
     "SAGEMAKER_NOTIFY_QUEUE_URL",
@@ -173,10 +179,10 @@ def declared_skips(overrides: dict[str, str]) -> list[tuple[str, str, str]]:
     ]
 
 
-def write_copy(path: Path, *, overflow: bool, with_skips: bool) -> Path:
+def write_copy(path: Path, overrides: dict[str, str], *, with_skips: bool) -> Path:
     copy = json.loads(json.dumps(template()))
-    if overflow:
-        copy["Parameters"]["SageMakerOverflow"]["Default"] = "true"
+    for name, value in overrides.items():
+        copy["Parameters"][name]["Default"] = value
     if not with_skips:
         for resource in copy["Resources"].values():
             resource.get("Metadata", {}).pop("checkov", None)
@@ -187,19 +193,19 @@ def write_copy(path: Path, *, overflow: bool, with_skips: bool) -> Path:
 def test_checkov_finds_nothing_and_every_suppression_is_needed_and_explained(tmp_path: Path) -> None:
     if not CHECKOV.exists():
         pytest.fail("checkov is missing from .venv-checkov: `make test` (or .ci/run) installs it")
-    # checkov leaves out the resources whose condition is false under the defaults, so the overflow is
-    # scanned in a copy whose SageMakerOverflow defaults to "true"; the copies without suppressions must
-    # fail exactly the suppressed checks (a suppression of a passing check is stale).
+    # checkov leaves out the resources whose condition is false under the defaults, so the overflow and
+    # the HTTPS load balancer are scanned in copies whose parameters default to them; the copies without
+    # suppressions must fail exactly the suppressed checks (a suppression of a passing check is stale).
     # Every file goes by a bare name, scanned from tmp_path: CKV_AWS_46 scans str() of the UserData node,
     # which carries the file's path, so a checkout whose path up to ".../cloudformation/template" is 40
     # letters, digits and slashes long (one CI checkout's was) read as an AWS secret key.
     (tmp_path / TEMPLATE.name).write_bytes(TEMPLATE.read_bytes())
-    files = {
-        "default": Path(TEMPLATE.name),
-        "overflow": write_copy(tmp_path / "overflow.json", overflow=True, with_skips=True),
-        "default-bare": write_copy(tmp_path / "default-bare.json", overflow=False, with_skips=False),
-        "overflow-bare": write_copy(tmp_path / "overflow-bare.json", overflow=True, with_skips=False),
-    }
+    variants = {"default": {}, "overflow": OVERFLOW_ON, "https": HTTPS_ON}
+    files = {"default": Path(TEMPLATE.name)}
+    for variant, overrides in variants.items():
+        if overrides:
+            files[variant] = write_copy(tmp_path / f"{variant}.json", overrides, with_skips=True)
+        files[f"{variant}-bare"] = write_copy(tmp_path / f"{variant}-bare.json", overrides, with_skips=False)
     files = {name: Path(f.name) for name, f in files.items()}
     command = [
         str(CHECKOV),
@@ -215,8 +221,8 @@ def test_checkov_finds_nothing_and_every_suppression_is_needed_and_explained(tmp
     for check in report["results"]["failed_checks"]:
         (name,) = [n for n, f in files.items() if Path(check["file_path"]).name == f.name]
         failed[name].add((check["resource"].split(".")[-1], check["check_id"]))
-    assert (failed["default"], failed["overflow"]) == (set(), set()), report["results"]["failed_checks"]
-    for variant, overrides in (("default", {}), ("overflow", OVERFLOW_ON)):
+    assert [failed[v] for v in variants] == [set()] * len(variants), report["results"]["failed_checks"]
+    for variant, overrides in variants.items():
         declared = declared_skips(overrides)
         for name, check_id, comment in declared:
             assert len(comment.strip()) > 20, f"{name}: the suppression of {check_id} needs a reason"
@@ -233,6 +239,7 @@ def test_every_parameter_is_typed_and_described_and_every_output_described() -> 
     )
     overflow_outputs = set(stack(OVERFLOW_ON)["Outputs"]) - set(stack()["Outputs"])
     assert {"SageMakerEndpointName", "SageMakerNotifyQueueUrl"} <= overflow_outputs
+    assert set(stack(HTTPS_ON)["Outputs"]) - set(stack()["Outputs"]) == {"LoadBalancerDnsName"}
 
 
 def test_sections_follow_the_house_order() -> None:
@@ -311,8 +318,16 @@ def test_the_backend_admits_only_the_ui_and_api_from_the_allowed_cidr_and_nobody
 ) -> None:
     backend = [r for group, r in ingress_rules(overrides) if group == "BackendSecurityGroup"]
     assert sorted(r["FromPort"] for r in backend) == [8000, 8501]
-    for rule in backend:
-        assert ref(rule["CidrIp"]) == "AllowedCidr" and rule["FromPort"] == rule["ToPort"]
+    for rule in backend:  # from the studio's network, or only from the HTTPS load balancer when it exists
+        source = ref(rule.get("SourceSecurityGroupId")) if overrides == HTTPS_ON else ref(rule.get("CidrIp"))
+        assert source == ("LoadBalancerSecurityGroup" if overrides == HTTPS_ON else "AllowedCidr"), rule
+        assert (
+            rule["FromPort"] == rule["ToPort"] and len({"CidrIp", "SourceSecurityGroupId"} & set(rule)) == 1
+        )
+    outside = [
+        r for group, r in ingress_rules(overrides) if "CidrIp" in r and ref(r["CidrIp"]) == "AllowedCidr"
+    ]
+    assert sorted(r["FromPort"] for r in outside) == ([80, 443] if overrides == HTTPS_ON else [8000, 8501])
     for _, rule in ingress_rules(overrides):
         assert rule.get("CidrIp") != "0.0.0.0/0" and "CidrIpv6" not in rule
         assert rule["IpProtocol"] == "tcp" and not (rule["FromPort"] <= 22 <= rule["ToPort"]), rule
@@ -322,6 +337,96 @@ def test_the_backend_admits_only_the_ui_and_api_from_the_allowed_cidr_and_nobody
     assert not any(re.fullmatch(cidr["AllowedPattern"], v) for v in ("203.0.113.7", "::/0", "10.0.0.0/33"))
     assert not resources("AWS::EC2::KeyPair", overrides)
     assert all("KeyName" not in p["Properties"] for p in resources("AWS::EC2::Instance", overrides).values())
+
+
+def test_https_puts_a_tls_load_balancer_in_front_of_the_ui_and_the_api_and_nothing_else() -> None:
+    everything = template()["Resources"]
+    https_only = {n for n, r in everything.items() if r.get("Condition") == HTTPS}
+    assert {everything[n]["Type"] for n in https_only} == {
+        "AWS::EC2::SecurityGroup",
+        "AWS::EC2::SecurityGroupEgress",
+        "AWS::EC2::SecurityGroupIngress",
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        "AWS::ElasticLoadBalancingV2::Listener",
+        "AWS::ElasticLoadBalancingV2::ListenerRule",
+    }
+    assert template()["Parameters"]["CertificateArn"]["Default"] == "none"  # the default stack has none
+    assert not resources("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    pattern = template()["Parameters"]["CertificateArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, CERTIFICATE) and not re.fullmatch(
+        pattern, "arn:aws:iam::1:server-certificate/x"
+    )
+
+    ((lb_name, lb),) = resources("AWS::ElasticLoadBalancingV2::LoadBalancer", HTTPS_ON).items()
+    lb = lb["Properties"]
+    assert lb["Scheme"] == "internet-facing" and lb["Type"] == "application"
+    assert sorted(ref(s) for s in lb["Subnets"]) == ["PublicSubnetA", "PublicSubnetB"]
+    assert [ref(g) for g in lb["SecurityGroups"]] == ["LoadBalancerSecurityGroup"]
+    attributes = {a["Key"]: a["Value"] for a in lb["LoadBalancerAttributes"]}
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert int(attributes["idle_timeout.timeout_seconds"]) >= 120  # progress streams stay open
+
+    lb_group = props("LoadBalancerSecurityGroup", HTTPS_ON)
+    assert sorted((r["FromPort"], ref(r["CidrIp"])) for r in lb_group["SecurityGroupIngress"]) == [
+        (80, "AllowedCidr"),
+        (443, "AllowedCidr"),
+    ]
+    assert "SecurityGroupEgress" not in lb_group  # only the two rules below: no egress to the world
+    egress = [p["Properties"] for p in resources("AWS::EC2::SecurityGroupEgress", HTTPS_ON).values()]
+    assert sorted(
+        (ref(e["GroupId"]), e["FromPort"], e["ToPort"], ref(e["DestinationSecurityGroupId"])) for e in egress
+    ) == [
+        ("LoadBalancerSecurityGroup", 8000, 8000, "BackendSecurityGroup"),
+        ("LoadBalancerSecurityGroup", 8501, 8501, "BackendSecurityGroup"),
+    ]
+    assert "SecurityGroupIngress" not in props("BackendSecurityGroup", HTTPS_ON)
+
+    listeners = {
+        p["Properties"]["Port"]: p["Properties"]
+        for p in resources("AWS::ElasticLoadBalancingV2::Listener", HTTPS_ON).values()
+    }
+    assert set(listeners) == {80, 443}
+    https = listeners[443]
+    assert https["Protocol"] == "HTTPS" and ref(https["LoadBalancerArn"]) == lb_name
+    assert https["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-1-2")  # TLS 1.2 and 1.3 only
+    assert [ref(c["CertificateArn"]) for c in https["Certificates"]] == ["CertificateArn"]
+    ((redirect,),) = [listeners[80]["DefaultActions"]]
+    assert listeners[80]["Protocol"] == "HTTP" and redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"] == {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
+
+    groups = {
+        n: p["Properties"] for n, p in resources("AWS::ElasticLoadBalancingV2::TargetGroup", HTTPS_ON).items()
+    }
+    port_of = {n: g["Port"] for n, g in groups.items()}
+    for group in groups.values():  # each group is the backend host itself, health-checked
+        assert group["Protocol"] == "HTTP" and [ref(t["Id"]) for t in group["Targets"]] == ["BackendInstance"]
+        assert group["Targets"][0]["Port"] == group["Port"]
+    assert {g["Port"]: g["HealthCheckPath"] for g in groups.values()} == {
+        8501: "/_stcore/health",
+        8000: "/healthz",
+    }
+    ((default,),) = [https["DefaultActions"]]
+    assert default["Type"] == "forward" and port_of[ref(default["TargetGroupArn"])] == 8501
+    (rule,) = [
+        p["Properties"] for p in resources("AWS::ElasticLoadBalancingV2::ListenerRule", HTTPS_ON).values()
+    ]
+    listener_of = {
+        p["Properties"]["Port"]: n
+        for n, p in resources("AWS::ElasticLoadBalancingV2::Listener", HTTPS_ON).items()
+    }
+    assert ref(rule["ListenerArn"]) == listener_of[443]
+    ((action,),) = [rule["Actions"]]
+    assert action["Type"] == "forward" and port_of[ref(action["TargetGroupArn"])] == 8000
+    ((condition,),) = [rule["Conditions"]]
+    paths = condition["PathPatternConfig"]["Values"]
+    assert "/api/*" in paths and "/healthz" in paths and "/metrics" not in paths  # metrics stay inside
+
+    outputs = stack(HTTPS_ON)["Outputs"]
+    for name in ("StudioUrl", "ApiUrl"):
+        assert outputs[name]["Value"] == {"Fn::Sub": "https://${LoadBalancer.DNSName}"}
+        assert stack()["Outputs"][name]["Value"]["Fn::Sub"].startswith("http://${BackendEip}:")
+    assert outputs["LoadBalancerDnsName"]["Value"] == {"Fn::GetAtt": ["LoadBalancer", "DNSName"]}
 
 
 # ------------------------------------------------------------------ hosts
@@ -503,7 +608,9 @@ def test_the_bucket_is_private_encrypted_versioned_tls_only_and_expires_old_rend
     assert all("NoncurrentVersionExpiration" in r for r in rules)
     assert any("AbortIncompleteMultipartUpload" in r and "Prefix" not in r for r in rules)
     jobs_prefixes = {r.get("Prefix") for r in rules} & {"jobs/", "jobs-output/", "jobs-failure/"}
-    assert jobs_prefixes == (set() if not overrides else {"jobs/", "jobs-output/", "jobs-failure/"})
+    assert jobs_prefixes == (
+        {"jobs/", "jobs-output/", "jobs-failure/"} if overrides == OVERFLOW_ON else set()
+    )
     policy = props("ModelsBucketPolicy", overrides)["PolicyDocument"]["Statement"]
     (deny,) = [s for s in policy if s["Effect"] == "Deny"]
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} and deny["Action"] == "s3:*"
@@ -524,7 +631,7 @@ def test_iam_is_least_privilege_per_host(overrides: dict[str, str]) -> None:
     ]
     backend_puts = resources_of("BackendRole", "s3:PutObject", overrides)
     expected = ['{"Fn::Sub": "${ModelsBucket.Arn}/renders/*"}']
-    if overrides:
+    if overrides == OVERFLOW_ON:
         expected.insert(0, '{"Fn::Sub": "${ModelsBucket.Arn}/jobs/*"}')
     assert backend_puts == expected
     assert resources_of("NotebookRole", "s3:PutObject", overrides) == [
@@ -569,14 +676,15 @@ OVERFLOW_TYPES = (
 
 def test_the_overflow_exists_only_under_its_condition_and_leaves_the_default_stack_alone() -> None:
     everything = template()["Resources"]
-    conditional = {n for n, r in everything.items() if "Condition" in r}
-    assert {everything[n]["Condition"] for n in conditional} == {OVERFLOW}
+    assert {r["Condition"] for r in everything.values() if "Condition" in r} == {OVERFLOW, HTTPS}
+    conditional = {n for n, r in everything.items() if r.get("Condition") == OVERFLOW}
+    https_only = {n for n, r in everything.items() if r.get("Condition") == HTTPS}
     assert {n for n, r in everything.items() if r["Type"].startswith(OVERFLOW_TYPES)} <= conditional
     assert "RenderModelRole" in conditional
-    assert set(stack()["Resources"]) == set(everything) - conditional
-    assert set(stack(OVERFLOW_ON)["Resources"]) == set(everything)
+    assert set(stack()["Resources"]) == set(everything) - conditional - https_only
+    assert set(stack(OVERFLOW_ON)["Resources"]) == set(everything) - https_only
     assert template()["Parameters"]["SageMakerOverflow"]["Default"] == "false"
-    for name in set(everything) - conditional:  # the default stack reads nothing of the overflow
+    for name in set(everything) - conditional - https_only:  # the default stack reads nothing of the overflow
         assert not re.search(
             r"Render(Endpoint|Notify|Model|Success|Error)|OverflowKey", json.dumps(stack()["Resources"][name])
         )
