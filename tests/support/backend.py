@@ -201,27 +201,20 @@ def create_designers(settings: Settings) -> None:
     asyncio.run(_designers(settings))
 
 
-def _processes() -> Iterator[tuple[int, int]]:
-    """(pid, parent pid) of every live process (zombies are dead)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if state != "Z":
-            yield int(entry.name), int(ppid)
+def _state(pid: int | str) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]  # the name in (…) may hold spaces
+    return state, int(ppid)
 
 
 def is_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    state = _state(pid)
+    return state is not None and state[0] != "Z"
 
 
 class ApiProcess:
@@ -249,7 +242,12 @@ class ApiProcess:
     def worker_pids(self) -> list[int]:
         """The master's live children (its uvicorn workers), from /proc."""
         assert self.proc is not None
-        return [pid for pid, ppid in _processes() if ppid == self.proc.pid]
+        children = []
+        for entry in Path("/proc").iterdir():
+            state = _state(entry.name) if entry.name.isdigit() else None
+            if state is not None and state[0] != "Z" and state[1] == self.proc.pid:
+                children.append(int(entry.name))
+        return children
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
