@@ -69,6 +69,15 @@ def rss_mib(pid: int) -> float:
     raise LookupError(f"no VmRSS for pid {pid}")
 
 
+def is_alive(pid: int) -> bool:
+    """True while `pid` runs: a zombie (exited, not yet reaped) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"  # the state follows the name in (…), which may hold spaces
+
+
 def children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():

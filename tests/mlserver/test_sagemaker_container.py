@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from backend.workflows import GraphInputs, build_graph
+from bench.harness import is_alive
 from loras.manifest import load_manifest
 from mlserver.provision.lock import load_lock
 from tests.support.net import free_port, wait_http, wait_until
@@ -283,14 +284,6 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         proc.end()
 
 
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-
-
 @pytest.mark.slow
 def test_serve_starts_both_links_the_models_and_sigterm_stops_both_with_status_0(serve: Serve) -> None:
     assert httpx.get(f"{serve.url}/ping").json()["status"] == "ok"
@@ -314,7 +307,7 @@ def test_serve_starts_both_links_the_models_and_sigterm_stops_both_with_status_0
     serve.proc.send_signal(signal.SIGTERM)
     assert serve.proc.wait(timeout=40) == 0, serve.log.read_text()[-3000:]
     assert time.monotonic() - started < 30
-    wait_until(lambda: _pid_gone(adapter) and _pid_gone(comfy), 5, what="both children to exit")
+    wait_until(lambda: not is_alive(adapter) and not is_alive(comfy), 5, what="both children to exit")
 
 
 @pytest.mark.slow
@@ -322,4 +315,4 @@ def test_serve_exits_non_zero_and_stops_the_adapter_when_comfyui_dies(serve: Ser
     adapter = serve.child("mlserver.sagemaker")
     os.kill(serve.child("main.py"), signal.SIGKILL)
     assert serve.proc.wait(timeout=40) != 0
-    wait_until(lambda: _pid_gone(adapter), 5, what="the adapter to exit")
+    wait_until(lambda: not is_alive(adapter), 5, what="the adapter to exit")

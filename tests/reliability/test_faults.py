@@ -21,10 +21,11 @@ import httpx
 import psycopg
 import pytest
 
+from bench.harness import is_alive
 from tests.backend.test_dispatch import wait_status
 from tests.factories import job_body
 from tests.support import invariants
-from tests.support.backend import DEMO_TOKEN, ApiProcess, Stack, is_alive, start_stack
+from tests.support.backend import DEMO_TOKEN, ApiProcess, Stack, start_stack
 from tests.support.comfy import EmulatorProcess, start_emulator
 from tests.support.db import sqlite_db
 from tests.support.net import free_port, wait_until

@@ -25,6 +25,7 @@ from backend.dispatcher import Dispatcher
 from backend.main import create_app
 from backend.storage import make_storage
 from backend.users import ensure_designer
+from bench.harness import children
 from loras.manifest import load_manifest
 from tests.support.net import free_port, wait_http, wait_until
 
@@ -201,22 +202,6 @@ def create_designers(settings: Settings) -> None:
     asyncio.run(_designers(settings))
 
 
-def _state(pid: int | str) -> tuple[str, int] | None:
-    """(state, parent pid) of a process from /proc, or None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]  # the name in (…) may hold spaces
-    return state, int(ppid)
-
-
-def is_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie does not)."""
-    state = _state(pid)
-    return state is not None and state[0] != "Z"
-
-
 class ApiProcess:
     """The API as production runs it: gunicorn with uvicorn workers, as a real process."""
 
@@ -240,14 +225,9 @@ class ApiProcess:
         return self
 
     def worker_pids(self) -> list[int]:
-        """The master's live children (its uvicorn workers), from /proc."""
+        """The master's children (its uvicorn workers), from /proc."""
         assert self.proc is not None
-        children = []
-        for entry in Path("/proc").iterdir():
-            state = _state(entry.name) if entry.name.isdigit() else None
-            if state is not None and state[0] != "Z" and state[1] == self.proc.pid:
-                children.append(int(entry.name))
-        return children
+        return children(self.proc.pid)
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
