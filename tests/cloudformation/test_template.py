@@ -318,16 +318,20 @@ def test_the_backend_admits_only_the_ui_and_api_from_the_allowed_cidr_and_nobody
 ) -> None:
     backend = [r for group, r in ingress_rules(overrides) if group == "BackendSecurityGroup"]
     assert sorted(r["FromPort"] for r in backend) == [8000, 8501]
-    for rule in backend:  # from the studio's network, or only from the HTTPS load balancer when it exists
-        source = ref(rule.get("SourceSecurityGroupId")) if overrides == HTTPS_ON else ref(rule.get("CidrIp"))
-        assert source == ("LoadBalancerSecurityGroup" if overrides == HTTPS_ON else "AllowedCidr"), rule
+    # From the studio's network, or only from the HTTPS load balancer when there is one.
+    https = overrides == HTTPS_ON
+    key, source = (
+        ("SourceSecurityGroupId", "LoadBalancerSecurityGroup") if https else ("CidrIp", "AllowedCidr")
+    )
+    for rule in backend:
+        assert ref(rule.get(key)) == source, rule
         assert (
             rule["FromPort"] == rule["ToPort"] and len({"CidrIp", "SourceSecurityGroupId"} & set(rule)) == 1
         )
     outside = [
         r for group, r in ingress_rules(overrides) if "CidrIp" in r and ref(r["CidrIp"]) == "AllowedCidr"
     ]
-    assert sorted(r["FromPort"] for r in outside) == ([80, 443] if overrides == HTTPS_ON else [8000, 8501])
+    assert sorted(r["FromPort"] for r in outside) == ([80, 443] if https else [8000, 8501])
     for _, rule in ingress_rules(overrides):
         assert rule.get("CidrIp") != "0.0.0.0/0" and "CidrIpv6" not in rule
         assert rule["IpProtocol"] == "tcp" and not (rule["FromPort"] <= 22 <= rule["ToPort"]), rule
@@ -382,10 +386,11 @@ def test_https_puts_a_tls_load_balancer_in_front_of_the_ui_and_the_api_and_nothi
     ]
     assert "SecurityGroupIngress" not in props("BackendSecurityGroup", HTTPS_ON)
 
-    listeners = {
-        p["Properties"]["Port"]: p["Properties"]
-        for p in resources("AWS::ElasticLoadBalancingV2::Listener", HTTPS_ON).values()
+    listener_of = {
+        p["Properties"]["Port"]: n
+        for n, p in resources("AWS::ElasticLoadBalancingV2::Listener", HTTPS_ON).items()
     }
+    listeners = {port: props(name, HTTPS_ON) for port, name in listener_of.items()}
     assert set(listeners) == {80, 443}
     https = listeners[443]
     assert https["Protocol"] == "HTTPS" and ref(https["LoadBalancerArn"]) == lb_name
@@ -411,10 +416,6 @@ def test_https_puts_a_tls_load_balancer_in_front_of_the_ui_and_the_api_and_nothi
     (rule,) = [
         p["Properties"] for p in resources("AWS::ElasticLoadBalancingV2::ListenerRule", HTTPS_ON).values()
     ]
-    listener_of = {
-        p["Properties"]["Port"]: n
-        for n, p in resources("AWS::ElasticLoadBalancingV2::Listener", HTTPS_ON).items()
-    }
     assert ref(rule["ListenerArn"]) == listener_of[443]
     ((action,),) = [rule["Actions"]]
     assert action["Type"] == "forward" and port_of[ref(action["TargetGroupArn"])] == 8000
