@@ -57,8 +57,9 @@ run: $(RUN_STAMP)
 	@mkdir -p var
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile start
 
-## test: the full suite (SQLite and PostgreSQL, emulator, browser, AWS tools)
-test: install-test
+## test: lint, format and types first (`make lint`), then the full suite (SQLite and PostgreSQL, emulator,
+## browser, AWS tools). CI runs exactly this.
+test: install-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## previews: render each style's preview image through the running stack (start it with `make run` first)
@@ -74,10 +75,12 @@ soak: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) -m bench
 
+## lint: what pre-commit checks at each commit (.pre-commit-config.yaml), over the whole tree
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint
 
 fmt: $(TEST_STAMP)
 	$(VENV)/bin/ruff format .
