@@ -78,6 +78,7 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 fmt: $(TEST_STAMP)
 	$(VENV)/bin/ruff format .
@@ -87,4 +88,4 @@ typecheck: $(TEST_STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

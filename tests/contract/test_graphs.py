@@ -1,4 +1,4 @@
-"""Graph building from mlserver/workflows/*.json and the style manifest (README's table checked too)."""
+"""Graph building from contract/workflows/*.json and the style manifest (README's table checked too)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.workflows import GraphError, GraphInputs, build_graph, load_workflow
-from loras.manifest import load_manifest, parse_manifest
+from contract.graphs import GraphError, GraphInputs, build_graph, load_workflow
+from contract.styles import load_manifest, parse_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = ROOT / "mlserver" / "workflows"
+WORKFLOWS = ROOT / "contract" / "workflows"
 MANIFEST = load_manifest()
 PARAMS = {
     "kind": "text",
