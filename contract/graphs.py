@@ -113,7 +113,7 @@ def build_graph(
 
 def warmup_graph(workflows_dir: Path, *, checkpoint: str = "", size_px: int = 64) -> Graph:
     """The text graph cut down to load the checkpoint: no LoRA, 1 step, a PreviewImage (nothing saved)."""
-    graph = copy.deepcopy(load_workflow(workflows_dir, "text"))
+    graph = load_workflow(workflows_dir, "text")
     bypass(graph, LORA)
     if checkpoint:
         graph[CHECKPOINT]["inputs"]["ckpt_name"] = checkpoint
