@@ -80,6 +80,7 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/cfn-lint
 
 fmt: $(TEST_STAMP)
@@ -90,4 +91,4 @@ typecheck: $(TEST_STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.graphs import WORKFLOWS_DIR
+
 JobKindName = Literal["text", "sketch"]
 
 
@@ -55,7 +57,7 @@ class Settings(BaseSettings):
     comfy_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout for one ComfyUI request")
     checkpoint_name: str = "interiordesignsuperm_v2.safetensors"
     controlnet_name: str = "control_v11p_sd15_scribble.safetensors"
-    workflows_dir: Path = Field(Path(__file__).resolve().parent.parent / "mlserver" / "workflows")
+    workflows_dir: Path = Field(WORKFLOWS_DIR, description="API-format graphs; default the contract's")
     style_manifest: Path | None = Field(None, description="style manifest; default loras/styles.toml")
     models_marker: Path | None = Field(
         None, description="model sync marker file checked by /readyz (unset: no check)"

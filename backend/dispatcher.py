@@ -41,7 +41,7 @@ from backend.logs import configure_logging
 from backend.models import Job
 from backend.notify import Notifier
 from backend.storage import Storage, make_storage
-from loras.manifest import Manifest, load_manifest
+from contract.styles import Manifest, load_manifest
 
 logger = logging.getLogger(__name__)
 

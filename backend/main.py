@@ -18,7 +18,7 @@ from backend.events import EventHub
 from backend.logs import configure_logging
 from backend.notify import Notifier
 from backend.storage import make_storage
-from loras.manifest import load_manifest
+from contract.styles import load_manifest
 
 DESCRIPTION = """Interior Studio's render API. Every route under `/api` needs `Authorization: Bearer <token>`.
 Errors always have the shape `{"error": {"code", "message", "details"}}`."""

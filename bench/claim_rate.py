@@ -39,7 +39,7 @@ from backend.storage import make_storage
 from bench import harness
 from bench.report import Figure
 from bench.sizes import Sizes
-from loras.manifest import load_manifest
+from contract.styles import load_manifest
 
 TARGET = {"sqlite": 2000.0, "postgresql": 1500.0}
 STYLES = (

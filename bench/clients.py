@@ -16,8 +16,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from backend.config import Settings
 from backend.schemas import MAX_SEED, JobCreate
-from backend.workflows import SAVE, GraphInputs, build_graph
-from loras.manifest import Manifest, load_manifest
+from contract.graphs import SAVE, GraphInputs, build_graph
+from contract.styles import Manifest, load_manifest
 
 PROMPT = "sunlit living room, rattan chairs, teak floor, large windows"
 FINAL = frozenset({"succeeded", "failed", "cancelled"})

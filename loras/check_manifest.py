@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from contract.files import sha256_file
+from contract.styles import Manifest, ManifestError, Style, load_manifest
 from loras.cli import configure_logging, description, write_out
-from loras.files import sha256_file
-from loras.manifest import Manifest, ManifestError, Style, load_manifest
 
 logger = logging.getLogger(__name__)
 

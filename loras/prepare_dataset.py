@@ -29,9 +29,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contract.styles import ManifestError, load_manifest
 from loras.captions import DEFAULT_BLIP_MODEL, Captioner, CaptionSettings, kohya_caption
 from loras.cli import configure_logging, description, write_out
-from loras.manifest import ManifestError, load_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -25,17 +25,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from loras.cli import configure_logging, description, write_out
-from loras.files import sha256_file
-from loras.manifest import (
+from contract.files import sha256_file
+from contract.styles import (
     Manifest,
     ManifestError,
     PreviousVersion,
     Style,
     load_manifest,
-    save_manifest,
     with_style,
 )
+from loras.cli import configure_logging, description, write_out
+from loras.manifest_writer import save_manifest
 from loras.validate import validate_lora
 
 logger = logging.getLogger(__name__)

@@ -28,9 +28,9 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from contract.files import atomic_write_bytes
+from contract.styles import Manifest, ManifestError, Style, load_manifest
 from loras.cli import configure_logging, description, write_out
-from loras.files import atomic_write_bytes
-from loras.manifest import Manifest, ManifestError, Style, load_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from PIL import Image
 
+from contract.styles import ManifestError, load_manifest
 from loras.cli import configure_logging, description, write_out
-from loras.manifest import ManifestError, load_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Literal
 import torch
 from safetensors import SafetensorError, safe_open
 
+from contract.files import CHUNK_BYTES
 from loras.cli import configure_logging, description, write_out
-from loras.files import CHUNK_BYTES
 from loras.safetensors_header import Header, HeaderError, check_data_section, read_header
 from loras.sd15_lora import GROUP_SIZES, sd15_modules
 

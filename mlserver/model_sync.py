@@ -45,8 +45,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from loras.files import atomic_write_text, sha256_file
-from loras.manifest import SHA256_RE, ManifestError, load_manifest
+from contract.files import atomic_write_text, sha256_file
+from contract.styles import SHA256_RE, ManifestError, load_manifest
 
 logger = logging.getLogger("mlserver.model_sync")  # not __main__ under `python -m`
 

@@ -19,7 +19,7 @@ from backend.db import ReadSessionDep, SessionDep, reading, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload, new_id
 from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
-from loras.manifest import Manifest
+from contract.styles import Manifest
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {

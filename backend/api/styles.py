@@ -10,7 +10,7 @@ from backend.auth import CurrentDesigner
 from backend.db import ReadSessionDep
 from backend.errors import NotFound
 from backend.schemas import DesignerOut, StyleOut
-from loras.manifest import Manifest
+from contract.styles import Manifest
 
 router = APIRouter(prefix="/api", tags=["styles"])
 

@@ -22,8 +22,8 @@ from backend.db import SessionMaker, is_connection_error
 from backend.images import ImageRejected, check_render, save_thumbnail
 from backend.models import Image, Job, Upload, new_id
 from backend.storage import Storage, StorageError, content_key
-from backend.workflows import GraphInputs, build_graph
-from loras.manifest import Manifest
+from contract.graphs import GraphInputs, build_graph
+from contract.styles import Manifest
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

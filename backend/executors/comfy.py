@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 
 from backend import job_queue
-from backend.comfy_client import (
+from backend.config import ComfyInstance
+from backend.executors.base import Followed, FollowedJobs, JobContext, RenderOutput
+from backend.models import Job
+from contract.comfy_client import (
     ComfyClient,
     ComfyExecutionFailed,
     ComfyRejected,
@@ -26,10 +29,7 @@ from backend.comfy_client import (
     execution_failure,
     was_interrupted,
 )
-from backend.config import ComfyInstance
-from backend.executors.base import Followed, FollowedJobs, JobContext, RenderOutput
-from backend.models import Job
-from backend.workflows import SAVE, GraphError
+from contract.graphs import SAMPLER, SAVE, GraphError
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class ComfyExecutor(FollowedJobs[Active]):
         kind = msg.get("type")
         if kind == "execution_start":
             a.started = True
-        elif kind == "progress" and data.get("node") == "3":
+        elif kind == "progress" and data.get("node") == SAMPLER:
             a.started = True
             a.progress = (int(data.get("value", 0)), int(data.get("max", 0)))
         elif kind == "executing" and data.get("node") is None:

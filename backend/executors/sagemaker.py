@@ -48,7 +48,7 @@ from typing import Any
 from backend import job_queue
 from backend.executors.base import Followed, FollowedJobs, JobContext, RenderOutput
 from backend.models import Job, JobStatus
-from backend.workflows import GraphError
+from contract.graphs import GraphError
 
 logger = logging.getLogger(__name__)
 

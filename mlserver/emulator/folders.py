@@ -10,7 +10,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from loras.manifest import load_manifest
+from contract.styles import load_manifest
 
 MODEL_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 FOLDER_KEYS = [

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.comfy_client import ComfyClient, ComfyError
+from contract import graphs
+from contract.comfy_client import ComfyClient, ComfyError
 from mlserver.sagemaker.errors import AdapterError, Draining
 from mlserver.sagemaker.payload import InvocationRequest, parse_request
 from mlserver.sagemaker.renderer import Renderer
@@ -31,7 +30,6 @@ from mlserver.sagemaker.settings import AdapterSettings
 
 logger = logging.getLogger(__name__)
 
-WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"
 PING_TIMEOUT_S = 1.0  # /system_stats of the local ComfyUI, per idle /ping (SageMaker allows 2 s in all)
 WARMUP_RETRY_S = 2.0  # between warm-up attempts while ComfyUI is not up (or refuses)
 WARMUP_TIMEOUT_S = 600.0  # the first checkpoint load from a cold volume
@@ -39,23 +37,9 @@ WARMUP_SIZE_PX = 64
 INTERRUPT_RESERVE_S = 5.0  # of the drain grace, kept for interrupting a job that would not finish
 
 
-def warmup_graph(checkpoint: str = "") -> dict[str, Any]:
-    """txt2img.json cut down to load the checkpoint: no LoRA, 1 step at 64x64, a PreviewImage (temp)."""
-    graph: dict[str, Any] = json.loads((WORKFLOWS_DIR / "txt2img.json").read_text(encoding="utf-8"))
-    del graph["10"]  # the LoRA: the model and clip links go straight to the checkpoint
-    for node in graph.values():
-        node.pop("_meta", None)
-        for name, value in node["inputs"].items():
-            if value == ["10", 0]:
-                node["inputs"][name] = ["4", 0]
-            elif value == ["10", 1]:
-                node["inputs"][name] = ["4", 1]
-    if checkpoint:
-        graph["4"]["inputs"]["ckpt_name"] = checkpoint
-    graph["5"]["inputs"].update(width=WARMUP_SIZE_PX, height=WARMUP_SIZE_PX, batch_size=1)
-    graph["3"]["inputs"]["steps"] = 1
-    graph["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
-    return graph
+def warmup_graph(checkpoint: str = "") -> graphs.Graph:
+    """The contract's warm-up graph at this adapter's size (empty `checkpoint`: txt2img.json's)."""
+    return graphs.warmup_graph(graphs.WORKFLOWS_DIR, checkpoint=checkpoint, size_px=WARMUP_SIZE_PX)
 
 
 class Adapter:

@@ -1,5 +1,5 @@
 """One job through the local ComfyUI: upload the sketch, submit under the job's id, follow it, collect the
-SaveImage outputs. Reuses `backend.comfy_client` for the ComfyUI protocol.
+SaveImage outputs. Reuses `contract.comfy_client` for the ComfyUI protocol.
 
 Idempotent by `prompt_id` = job id: a job whose history entry already says success is answered from it
 (no second run); one still queued or running in ComfyUI is followed, not resubmitted. Completion is the
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from backend.comfy_client import (
+from contract.comfy_client import (
     ComfyClient,
     ComfyRejected,
     ComfyUnreachable,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers.utils import logging as hf_logging
 
-from loras.manifest import MANIFEST_PATH
+from contract.styles import MANIFEST_PATH
 from tests.loras.lora_factory import write_lora
 from tests.loras.tiny_blip import build_tiny_blip
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from contract.styles import Manifest, load_manifest, with_style
 from loras.check_manifest import check_manifest, loras_dir, main
-from loras.manifest import Manifest, load_manifest, save_manifest, with_style
+from loras.manifest_writer import save_manifest
 
 
 def publish_locally(manifest_path: Path, models: Path, contents: dict[str, bytes]) -> Manifest:

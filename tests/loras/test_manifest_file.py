@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from loras.manifest import (
-    MANIFEST_PATH,
-    PreviousVersion,
-    dumps_manifest,
-    load_manifest,
-    manifest_header,
-    save_manifest,
-    with_style,
-)
+from contract.styles import MANIFEST_PATH, PreviousVersion, load_manifest, with_style
+from loras.manifest_writer import dumps_manifest, manifest_header, save_manifest
 from loras.publish import s3_key
 from loras.train import config_path, load_config
 

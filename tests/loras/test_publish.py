@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loras.manifest import load_manifest
+from contract.styles import load_manifest
 from loras.publish import PublishError, main, prepare_artifact, publish, rollback, upload
 from tests.loras.lora_factory import lora_tensors, write_lora
 from tests.support.aws import MotoServer

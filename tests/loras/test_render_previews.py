@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from loras.manifest import load_manifest
+from contract.styles import load_manifest
 from loras.render_previews import (
     BackendUnavailable,
     PreviewError,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "mlserver" / "workflows"
+WORKFLOWS = Path(__file__).resolve().parents[2] / "contract" / "workflows"
 
 
 def graph(name: str = "txt2img", **changes: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from backend.api.health import _check_models
-from loras.manifest import ManifestError
+from contract.styles import ManifestError
 from mlserver.model_sync import Entry, Options, Status, load_entries, main, sync
 from tests.support.aws import MotoServer
 

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from backend.config import Settings
-from backend.workflows import GraphInputs, build_graph
-from loras.manifest import load_manifest
+from contract.graphs import WORKFLOWS_DIR, GraphInputs, build_graph
+from contract.styles import load_manifest
 from mlserver.sagemaker.__main__ import parse_args
 from mlserver.sagemaker.adapter import warmup_graph
 from mlserver.sagemaker.payload import PNG_SIGNATURE
@@ -33,8 +33,6 @@ from tests.support.sagemaker_adapter import AdapterProcess, start_adapter
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = ROOT / "mlserver" / "workflows"
 MANIFEST = load_manifest()
 DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 INVOKE_TIMEOUT_S = 60.0
@@ -68,7 +66,7 @@ def job_graph(
     return build_graph(
         inputs,
         MANIFEST,
-        WORKFLOWS,
+        WORKFLOWS_DIR,
         checkpoint=DEFAULTS.checkpoint_name,
         controlnet=DEFAULTS.controlnet_name,
     )

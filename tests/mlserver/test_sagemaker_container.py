@@ -24,9 +24,9 @@ import httpx
 import pytest
 import yaml
 
-from backend.workflows import GraphInputs, build_graph
 from bench.harness import is_alive
-from loras.manifest import load_manifest
+from contract.graphs import WORKFLOWS_DIR, GraphInputs, build_graph
+from contract.styles import load_manifest
 from mlserver.provision.lock import load_lock
 from tests.support.net import free_port, wait_http, wait_until
 
@@ -170,7 +170,7 @@ def test_the_copied_files_are_enough_to_run_the_adapter_and_model_sync(tmp_path:
         """
         import sys
         import mlserver.sagemaker.server, mlserver.model_sync, mlserver.provision.lock
-        names = ("mlserver", "backend", "loras")
+        names = ("mlserver", "contract", "backend", "loras", "frontend")
         files = [m.__file__ for n, m in sys.modules.items() if n.split(".")[0] in names and m.__file__]
         print("\\n".join(files))
         """
@@ -185,7 +185,7 @@ def test_the_copied_files_are_enough_to_run_the_adapter_and_model_sync(tmp_path:
     )
     assert done.returncode == 0, done.stderr
     assert all(Path(f).is_relative_to(studio) for f in done.stdout.split()), done.stdout
-    assert (studio / "mlserver" / "workflows" / "txt2img.json").exists()  # the warm-up graph
+    assert (studio / "contract" / "workflows" / "txt2img.json").exists()  # the warm-up graph
     assert (studio / "mlserver" / "provision" / "extra_model_paths.yaml").exists()
 
 
@@ -293,7 +293,7 @@ def test_serve_starts_both_links_the_models_and_sigterm_stops_both_with_status_0
     graph = build_graph(
         GraphInputs("text", params, 7, job_id),
         load_manifest(),
-        ROOT / "mlserver" / "workflows",
+        WORKFLOWS_DIR,
         checkpoint="interiordesignsuperm_v2.safetensors",
         controlnet="control_v11p_sd15_scribble.safetensors",
     )

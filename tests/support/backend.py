@@ -26,7 +26,7 @@ from backend.main import create_app
 from backend.storage import make_storage
 from backend.users import ensure_designer
 from bench.harness import children
-from loras.manifest import load_manifest
+from contract.styles import load_manifest
 from tests.support.net import free_port, wait_http, wait_until
 
 DEMO_TOKEN = "test-token-alice"

@@ -1,7 +1,9 @@
-"""File helpers shared by the LoRA pipeline: streaming SHA-256 and atomic writes.
+"""File helpers of the model files the manifests pin: streaming SHA-256 and atomic writes.
 
-A published LoRA, a rewritten manifest or a preview image is either the old file or the new one, never
-half of each: every writer here goes through a temporary file in the same folder and `os.replace`.
+The LoRA pipeline hashes what it publishes and model sync checks what it downloads with the same function.
+A published LoRA, a rewritten manifest, model sync's marker or a preview image is either the old file or the
+new one, never half of each: every writer here goes through a temporary file in the same folder and
+`os.replace`.
 """
 
 from __future__ import annotations

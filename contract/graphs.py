@@ -1,8 +1,10 @@
-"""Build the ComfyUI graph of a job from `mlserver/workflows/*.json` and the style manifest.
+"""Build the ComfyUI graph of a job from `contract/workflows/*.json` and the style manifest.
 
-The graphs are addressed by node id (see `mlserver/workflows/README.md`); a node that a job does not
+The graphs are addressed by node id (see `contract/workflows/README.md`); a node that a job does not
 need (the LoRA for style `none`, the invert for a sketch that is already white on black) is bypassed:
-removed, with every link to its outputs re-pointed to the matching input.
+removed, with every link to its outputs re-pointed to the matching input. Whoever edits a graph (the
+backend for a job, the SageMaker adapter for its warm-up) does it through the functions here, so the
+node ids are spelled out here only (the README documents them).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from loras.manifest import Manifest
+from contract.styles import Manifest
 
 Graph = dict[str, Any]
 
 CHECKPOINT, LORA, POSITIVE, NEGATIVE, LATENT, SAMPLER, SAVE = "4", "10", "6", "7", "5", "3", "9"
+DECODE = "8"  # VAEDecode: fixed by the file, named for the warm-up's PreviewImage
 LOAD_SKETCH, INVERT, SCALE, CONTROLNET, APPLY_CONTROLNET = "11", "12", "13", "14", "15"
 WORKFLOW_FILES = {"text": "txt2img.json", "sketch": "sketch2img.json"}
+WORKFLOWS_DIR = Path(__file__).resolve().with_name("workflows")
 # output slot of a bypassed node -> the link that replaces it
 BYPASS = {
     LORA: {0: ("model",), 1: ("clip",)},
@@ -34,7 +38,7 @@ class GraphError(ValueError):
 
 @dataclass(frozen=True)
 class GraphInputs:
-    """Everything a graph needs, resolved by the dispatcher from the job."""
+    """Everything a graph needs, resolved from the job by whoever submits it."""
 
     kind: str
     params: dict[str, Any]
@@ -66,10 +70,6 @@ def bypass(graph: Graph, node_id: str) -> None:
             if isinstance(value, list) and len(value) == 2 and value[0] == node_id:
                 (input_name,) = BYPASS[node_id][value[1]]
                 other["inputs"][name] = copy.deepcopy(node["inputs"][input_name])
-
-
-def lora_name_for(manifest: Manifest, style_id: str) -> str:
-    return manifest.get(style_id).lora_file
 
 
 def build_graph(
@@ -108,6 +108,23 @@ def build_graph(
         graph[SCALE]["inputs"].update(width=p["width"], height=p["height"])
         graph[CONTROLNET]["inputs"]["control_net_name"] = controlnet
         graph[APPLY_CONTROLNET]["inputs"]["strength"] = p["sketch_strength"]
+    return _without_meta(graph)
+
+
+def warmup_graph(workflows_dir: Path, *, checkpoint: str = "", size_px: int = 64) -> Graph:
+    """The text graph cut down to load the checkpoint: no LoRA, 1 step, a PreviewImage (nothing saved)."""
+    graph = load_workflow(workflows_dir, "text")
+    bypass(graph, LORA)
+    if checkpoint:
+        graph[CHECKPOINT]["inputs"]["ckpt_name"] = checkpoint
+    graph[LATENT]["inputs"].update(width=size_px, height=size_px, batch_size=1)
+    graph[SAMPLER]["inputs"]["steps"] = 1
+    graph[SAVE] = {"class_type": "PreviewImage", "inputs": {"images": [DECODE, 0]}}
+    return _without_meta(graph)
+
+
+def _without_meta(graph: Graph) -> Graph:
+    """`_meta` holds titles for people editing the files; what is sent is only what ComfyUI reads."""
     for node in graph.values():
         node.pop("_meta", None)
     return graph

@@ -1,4 +1,4 @@
-"""Graph building from mlserver/workflows/*.json and the style manifest (README's table checked too)."""
+"""Graph building from contract/workflows/*.json and the style manifest (README's table checked too)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.workflows import GraphError, GraphInputs, build_graph, load_workflow
-from loras.manifest import load_manifest, parse_manifest
+from contract.graphs import WORKFLOWS_DIR, GraphError, GraphInputs, build_graph, load_workflow, warmup_graph
+from contract.styles import load_manifest, parse_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = ROOT / "mlserver" / "workflows"
+WORKFLOWS = ROOT / "contract" / "workflows"
 MANIFEST = load_manifest()
 PARAMS = {
     "kind": "text",
@@ -158,3 +158,20 @@ def test_workflow_files_are_api_format_with_string_ids() -> None:
         for node_id, node in g.items():
             assert isinstance(node_id, str) and {"class_type", "inputs"} <= set(node)
         assert all(isinstance(link[0], str) and link[0] in g for link in links(g))
+
+
+def test_the_workflows_dir_default_is_this_folder() -> None:
+    assert WORKFLOWS_DIR == WORKFLOWS
+
+
+@pytest.mark.parametrize("checkpoint", ["", "other.safetensors"])
+def test_the_warm_up_graph_is_the_text_graph_cut_down_to_a_1_step_preview(checkpoint: str) -> None:
+    g = warmup_graph(WORKFLOWS, checkpoint=checkpoint, size_px=96)
+    raw = load_workflow(WORKFLOWS, "text")
+    assert "10" not in g and all(link[0] in g for link in links(g))
+    assert g["3"]["inputs"]["model"] == ["4", 0] and g["6"]["inputs"]["clip"] == ["4", 1]
+    assert g["4"]["inputs"]["ckpt_name"] == (checkpoint or raw["4"]["inputs"]["ckpt_name"])
+    assert g["5"]["inputs"] == {"width": 96, "height": 96, "batch_size": 1}
+    assert g["3"]["inputs"]["steps"] == 1
+    assert g["9"] == {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
+    assert all("_meta" not in node for node in g.values())
