@@ -7,8 +7,10 @@ tests that need the emulator's own controls (`emulator` fixture, fault injection
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -124,3 +126,13 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
         yield emu
     finally:
         emu.kill()
+
+
+def write_weights(path: Path, data: bytes = bytes(4)) -> Path:
+    """A small but valid safetensors file (one U8 tensor): the emulator loads it as a model, as ComfyUI
+    would load its header; a file that is not valid safetensors fails the prompt, as there."""
+    tensor = {"dtype": "U8", "shape": [len(data)], "data_offsets": [0, len(data)]}
+    header = json.dumps({"__metadata__": {"format": "pt"}, "weight": tensor}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    return path
