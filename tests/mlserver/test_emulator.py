@@ -14,7 +14,15 @@ from mlserver.emulator.images import RenderSpec, render
 from mlserver.emulator.nodes import CATALOGUE, SAMPLERS, SCHEDULERS
 from mlserver.emulator.weights import check_safetensors
 from tests.mlserver.comfy_client import Comfy, graph
-from tests.support.comfy import EmulatorProcess, start_emulator, write_weights
+from tests.support.comfy import (
+    CPU_WORKLOAD,
+    FAST_WORKLOAD,
+    EmulatorProcess,
+    read_workload,
+    start_emulator,
+    workload_of,
+    write_weights,
+)
 
 SAFETENSOR_ERROR = "safetensors._safetensors_rust.SafetensorError"
 
@@ -260,3 +268,18 @@ def test_a_valid_stand_in_passes_the_header_checks(tmp_path: Path) -> None:
     check_safetensors(path)
     with safetensors.safe_open(str(path), framework="numpy") as f:
         assert list(f.keys()) == ["weight"]
+
+
+def test_the_emulator_is_sized_as_a_fast_server_and_a_cpu_comfyui_as_a_slow_one(tmp_path: Path) -> None:
+    emu = start_emulator(tmp_path / "e")
+    try:
+        assert read_workload(emu.url) is FAST_WORKLOAD
+    finally:
+        emu.kill()
+    cpu = {"system": {"pytorch_version": "2.8.0+cpu"}, "devices": [{"name": "cpu", "type": "cpu"}]}
+    cuda = {
+        "system": {"pytorch_version": "2.8.0+cu128"},
+        "devices": [{"name": "cuda:0 H200", "type": "cuda"}],
+    }
+    assert workload_of(cpu) is CPU_WORKLOAD and workload_of(cuda) is FAST_WORKLOAD
+    assert CPU_WORKLOAD.long_side <= 256 and CPU_WORKLOAD.first_step_s >= 120
