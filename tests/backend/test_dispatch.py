@@ -41,7 +41,7 @@ def job_status(c: httpx.Client, job_id: str) -> dict:
     return c.get(f"/api/jobs/{job_id}").json()
 
 
-def wait_status(c: httpx.Client, job_id: str, statuses: set[str], timeout_s: float) -> dict:
+def wait_status(c: httpx.Client, job_id: str, statuses: set[str], timeout_s: float = 30) -> dict:
     holder: dict = {}
 
     def reached() -> bool:
