@@ -22,7 +22,7 @@ from PIL import Image
 
 from mlserver.emulator.executor import Emulator, Item
 from mlserver.emulator.folders import FOLDER_KEYS
-from mlserver.emulator.nodes import CATALOGUE, Dynamic, object_info
+from mlserver.emulator.nodes import CATALOGUE, Dynamic, object_info, vae_names
 from mlserver.emulator.validation import prompt_error, validate_prompt
 
 routes = web.RouteTableDef()
@@ -39,6 +39,8 @@ def lister(e: Emulator) -> Any:
     def _list(dynamic: Dynamic) -> list[str]:
         if dynamic[0] == "models":
             return e.folders.list_models(dynamic[1])
+        if dynamic[0] == "vae_names":
+            return vae_names(e.folders.list_models("vae"), e.folders.list_models("vae_approx"))
         return e.folders.input_images()
 
     return _list

@@ -21,10 +21,12 @@ from aiohttp import web
 from mlserver.emulator.folders import Folders
 from mlserver.emulator.nodes import CATALOGUE
 from mlserver.emulator.ops import OPS, Interrupted, OutOfMemoryError
+from mlserver.emulator.weights import check_weights
 
 logger = logging.getLogger(__name__)
 
 MAXIMUM_HISTORY_SIZE = 10000
+MODEL_FOLDERS = {"checkpoint": "checkpoints", "lora": "loras", "controlnet": "controlnet"}
 OOM_TIPS = (
     "This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might "
     "have accidentally set the batch_size to a large number."
@@ -197,7 +199,15 @@ class Emulator:
             await ws.close()
 
     # --- models and faults ---------------------------------------------------------------------------
+    async def read_weights(self, folder: str, name: str) -> None:
+        """Fail as ComfyUI's load_torch_file does on a file that is empty, cut or not safetensors."""
+        path = self.folders.model_path(folder, name)
+        if path is not None:
+            await asyncio.to_thread(check_weights, path)
+
     async def load_model(self, kind: str, name: str) -> None:
+        if kind != "lora" or self.loaded.get(kind) != name:  # LoraLoader reuses the file it last read
+            await self.read_weights(MODEL_FOLDERS[kind], name)
         if self.loaded.get(kind) == name:
             return
         self.loaded[kind] = name

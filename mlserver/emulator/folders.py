@@ -116,6 +116,13 @@ class Folders:
     def model_exists(self, key: str, name: str) -> bool:
         return name in self.list_models(key)
 
+    def model_path(self, key: str, name: str) -> Path | None:
+        """The file a listed name stands for; None for the project's names served from empty folders."""
+        for d in self.dirs(key):
+            if (d / name).is_file():
+                return d / name
+        return None
+
     def input_images(self) -> list[str]:
         out = []
         for p in sorted(self.input.iterdir()):

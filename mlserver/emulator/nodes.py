@@ -69,8 +69,11 @@ UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 LATENT_UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 CROP = ["disabled", "center"]
 
-# A combo whose options come from the server's folders: ("models", folder) or ("input_images",).
+# A combo whose options come from the server's folders: ("models", folder), ("vae_names",) or
+# ("input_images",).
 Dynamic = tuple[str, ...]
+# VAELoader's names for the TAESD approximations, offered when vae_approx holds both halves of one.
+TAESD = ("taesd", "taesdxl", "taesd3", "taef1")
 Spec = tuple[Any, ...]  # (type or option list or Dynamic, options dict) or (type,)
 
 
@@ -131,6 +134,11 @@ CFG = _float(
     "high values will negatively impact quality.",
 )
 
+LORA_DESCRIPTION = (
+    "LoRAs are used to modify diffusion and CLIP models, altering the way in which latents are denoised "
+    "such as applying styles. Multiple LoRA nodes can be linked together."
+)
+
 CATALOGUE: dict[str, NodeClass] = {
     n.name: n
     for n in [
@@ -176,9 +184,7 @@ CATALOGUE: dict[str, NodeClass] = {
                 ),
             },
             ("MODEL", "CLIP"),
-            description="LoRAs are used to modify diffusion and CLIP models, altering the way "
-            "in which latents are denoised such as applying styles. "
-            "Multiple LoRA nodes can be linked together.",
+            description=LORA_DESCRIPTION,
             output_tooltips=("The modified diffusion model.", "The modified CLIP model."),
         ),
         NodeClass(
@@ -191,6 +197,7 @@ CATALOGUE: dict[str, NodeClass] = {
                 "strength_model": _float(1.0, -100.0, 100.0, 0.01),
             },
             ("MODEL",),
+            description=LORA_DESCRIPTION,  # a subclass of LoraLoader: its description and tooltips
             output_tooltips=("The modified diffusion model.", "The modified CLIP model."),
         ),
         NodeClass(
@@ -314,7 +321,7 @@ CATALOGUE: dict[str, NodeClass] = {
             output_tooltips=("The decoded image.",),
         ),
         NodeClass("VAEEncode", "VAE Encode", "latent", {"pixels": ("IMAGE",), "vae": ("VAE",)}, ("LATENT",)),
-        NodeClass("VAELoader", "Load VAE", "loaders", {"vae_name": (("models", "vae"),)}, ("VAE",)),
+        NodeClass("VAELoader", "Load VAE", "loaders", {"vae_name": (("vae_names",),)}, ("VAE",)),
         NodeClass(
             "SaveImage",
             "Save Image",
@@ -482,6 +489,15 @@ CATALOGUE: dict[str, NodeClass] = {
         ),
     ]
 }
+
+
+def vae_names(vaes: list[str], approx: list[str]) -> list[str]:
+    """VAELoader's choices as ComfyUI's `vae_list`: the vae folder, each complete TAESD pair, pixel_space."""
+
+    def has(name: str, part: str) -> bool:
+        return any(a.startswith(f"{name}_{part}.") for a in approx)
+
+    return [*vaes, *(n for n in TAESD if has(n, "encoder") and has(n, "decoder")), "pixel_space"]
 
 
 def resolve_options(spec: Spec, lister: Callable[[Dynamic], list[str]]) -> Spec:

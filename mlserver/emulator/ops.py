@@ -2,6 +2,7 @@
 
 Costs a client can observe are kept: a sampler step takes `step_ms` (at 512x512, scaled by pixels and batch)
 and reports progress; loading a checkpoint, a LoRA or a ControlNet takes its load time when it changes.
+A model file that is there is read as ComfyUI reads it (`weights.py`): an empty or corrupt one fails.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageColor, ImageFilter, ImageOps
 
 from mlserver.emulator.images import RenderSpec, render, save_png
+from mlserver.emulator.nodes import TAESD
 
 if TYPE_CHECKING:
     from mlserver.emulator.executor import Emulator, RunContext
@@ -95,6 +97,8 @@ async def lora(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
 
 @op("LoraLoaderModelOnly")
 async def lora_model_only(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
+    if i["strength_model"] == 0:  # ComfyUI's LoraLoader with both strengths 0: nothing is read
+        return (i["model"],), None
     await _load(ctx, "lora", i["lora_name"])
     return (replace(i["model"], loras=(*i["model"].loras, i["lora_name"])),), None
 
@@ -111,7 +115,16 @@ async def encode(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
 
 @op("VAELoader")
 async def vae_loader(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
-    return (Model(i["vae_name"]),), None
+    name = str(i["vae_name"])
+    if name in TAESD:  # the first encoder and decoder file of that name in vae_approx, as ComfyUI
+        approx = ctx.emulator.folders.list_models("vae_approx")
+        for part in ("encoder", "decoder"):
+            await ctx.emulator.read_weights(
+                "vae_approx", next(a for a in approx if a.startswith(f"{name}_{part}."))
+            )
+    elif name != "pixel_space":  # a VAE made of nothing but pixels: no file
+        await ctx.emulator.read_weights("vae", name)
+    return (Model(name),), None
 
 
 @op("EmptyLatentImage")
@@ -327,6 +340,7 @@ async def upscale_loader(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, N
         raise FileNotFoundError(
             f"Model in folder 'upscale_models' with filename '{i['model_name']}' not found."
         )
+    await ctx.emulator.read_weights("upscale_models", str(i["model_name"]))
     return (i["model_name"],), None
 
 

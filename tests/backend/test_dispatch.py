@@ -1,6 +1,8 @@
 """Jobs through the dispatcher to ComfyUI over real loopback HTTP/WebSocket, on SQLite and PostgreSQL.
 
-These run against the emulator by default and, unchanged, against a real ComfyUI when COMFYUI_URL is set.
+These run against the emulator by default and, unchanged, against a real ComfyUI when COMFYUI_URL is set:
+`workload` sizes every job and wait from the server's /system_stats (a CPU ComfyUI gets small, short jobs),
+and what a test's dispatchers submitted leaves ComfyUI's queue when the test ends, passed or failed.
 """
 
 from __future__ import annotations
@@ -17,11 +19,22 @@ from websockets.sync.client import connect as ws_connect
 from tests.backend.test_api_jobs import assert_error
 from tests.factories import job_body, sketch_png
 from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, Stack
+from tests.support.comfy import SubmittedPrompts, Workload
 from tests.support.net import wait_until
 
 pytestmark = pytest.mark.comfyui
-# ~3 s on the emulator's test timings (2 ms a step at 512x512): long enough to cancel mid-way
-SLOW_PARAMS = {"steps": 100, "width": 1024, "height": 1024, "num_images": 4}
+
+
+@pytest.fixture
+def stack(stack: Stack, submitted_prompts: SubmittedPrompts) -> Stack:
+    """The suite's stack; a job's id is its prompt id, so this test's jobs are the prompts to clear."""
+
+    def is_a_job_here(prompt_id: str) -> bool:
+        with stack.client() as c:
+            return c.get(f"/api/jobs/{prompt_id}").status_code == 200
+
+    submitted_prompts.recognise(is_a_job_here)
+    return stack
 
 
 def job_status(c: httpx.Client, job_id: str) -> dict:
@@ -39,17 +52,19 @@ def wait_status(c: httpx.Client, job_id: str, statuses: set[str], timeout_s: flo
     return holder["job"]
 
 
-def test_text_job_renders_and_its_images_download(stack: Stack) -> None:
+def test_text_job_renders_and_its_images_download(stack: Stack, workload: Workload) -> None:
+    width, height = workload.side + 128, workload.side
     with stack.client() as c:
-        job = c.post("/api/jobs", json=job_body(num_images=2, width=640, height=384)).json()
-        stack.drain()
+        job = c.post("/api/jobs", json=job_body(**workload.job(num_images=2, width=width))).json()
+        stack.drain(workload.render_s)
         done = job_status(c, job["id"])
         assert done["status"] == "succeeded", done
-        assert done["attempts"] == 1 and done["progress"] == {"value": 4, "max": 4}
+        steps = workload.steps
+        assert done["attempts"] == 1 and done["progress"] == {"value": steps, "max": steps}
         assert [i["index"] for i in done["images"]] == [0, 1]
         full = c.get(done["images"][0]["url"])
         assert full.status_code == 200 and full.headers["content-type"] == "image/png"
-        assert Image.open(io.BytesIO(full.content)).size == (640, 384)
+        assert Image.open(io.BytesIO(full.content)).size == (width, height)
         attachment = c.get(done["images"][1]["url"], params={"download": 1})
         assert attachment.headers["content-disposition"].startswith("attachment;")
         thumb = Image.open(io.BytesIO(c.get(done["images"][0]["thumbnail_url"]).content))
@@ -63,14 +78,12 @@ def test_text_job_renders_and_its_images_download(stack: Stack) -> None:
         assert_error(bob.get(done["images"][0]["thumbnail_url"]), 404, "image_not_found")
 
 
-def test_sketch_job_renders_through_controlnet(stack: Stack) -> None:
+def test_sketch_job_renders_through_controlnet(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
         up = c.post("/api/uploads", files={"file": ("room.jpg", sketch_png(fmt="JPEG"), "image/jpeg")}).json()
-        job = c.post(
-            "/api/jobs",
-            json=job_body(kind="sketch", upload_id=up["id"], style="minimalist", sketch_strength=1.1),
-        ).json()
-        stack.drain()
+        sketch = workload.job(kind="sketch", upload_id=up["id"], style="minimalist", sketch_strength=1.1)
+        job = c.post("/api/jobs", json=job_body(**sketch)).json()
+        stack.drain(workload.render_s)
         done = job_status(c, job["id"])
         assert done["status"] == "succeeded", done
         assert done["kind"] == "sketch" and len(done["images"]) == 1
@@ -79,13 +92,13 @@ def test_sketch_job_renders_through_controlnet(stack: Stack) -> None:
         assert meta["upload_id"] == up["id"]
 
 
-def test_each_style_and_none_render(stack: Stack) -> None:
+def test_each_style_and_none_render(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
         ids = [
-            c.post("/api/jobs", json=job_body(style=s)).json()["id"]
+            c.post("/api/jobs", json=job_body(**workload.job(style=s))).json()["id"]
             for s in ("indochine", "minimalist", "none")
         ]
-        stack.drain()
+        stack.drain(workload.render_s)
         assert [job_status(c, i)["status"] for i in ids] == ["succeeded"] * 3
 
 
@@ -100,9 +113,9 @@ def read_ws(stack: Stack, job_id: str, after: int = 0, limit: int | None = None)
     return out
 
 
-def test_progress_streams_live_and_replays_after_reconnect(stack: Stack) -> None:
+def test_progress_streams_live_and_replays_after_reconnect(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
-        job = c.post("/api/jobs", json=job_body(steps=12)).json()
+        job = c.post("/api/jobs", json=job_body(**workload.job(steps=12))).json()
     dispatcher = stack.dispatcher_thread().start()
     try:
         first_part = read_ws(stack, job["id"], limit=3)
@@ -122,10 +135,10 @@ def test_progress_streams_live_and_replays_after_reconnect(stack: Stack) -> None
     assert [e["id"] for e in replay] == ids
 
 
-def test_server_sent_events_replay_and_resume_with_last_event_id(stack: Stack) -> None:
+def test_server_sent_events_replay_and_resume_with_last_event_id(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
-        job = c.post("/api/jobs", json=job_body()).json()
-        stack.drain()
+        job = c.post("/api/jobs", json=job_body(**workload.job())).json()
+        stack.drain(workload.render_s)
         with c.stream("GET", f"/api/jobs/{job['id']}/events") as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             body = r.read().decode()
@@ -142,62 +155,61 @@ def test_server_sent_events_replay_and_resume_with_last_event_id(stack: Stack) -
         assert_error(bob.get(f"/api/jobs/{job['id']}/events"), 404, "job_not_found")
 
 
-def test_cancel_a_running_job_interrupts_it_in_comfyui(stack: Stack) -> None:
+def test_cancel_a_running_job_interrupts_it_in_comfyui(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
-        job = c.post("/api/jobs", json=job_body(**SLOW_PARAMS)).json()
+        job = c.post("/api/jobs", json=job_body(**workload.long_job())).json()
         dispatcher = stack.dispatcher_thread().start()
         try:
-            wait_until(
-                lambda: job_status(c, job["id"])["progress"]["value"] >= 1, 30, what="sampling to start"
-            )
+            sampling = lambda: job_status(c, job["id"])["progress"]["value"] >= 1  # noqa: E731
+            wait_until(sampling, workload.first_step_s, 0.05, what="sampling to start")
             r = c.post(f"/api/jobs/{job['id']}/cancel")
             assert r.status_code == 200 and r.json()["cancel_requested"] is True
-            done = wait_status(c, job["id"], {"cancelled", "succeeded", "failed"})
+            done = wait_status(c, job["id"], {"cancelled", "succeeded", "failed"}, workload.first_step_s)
             assert done["status"] == "cancelled"
-            assert done["progress"]["value"] < 100
+            assert done["progress"]["value"] < workload.long_steps
             assert done["images"] == []
             assert_error(
                 c.post(f"/api/jobs/{job['id']}/retry", json={"new_seed": "yes"}), 422, "invalid_input"
             )
-            follow_up = c.post("/api/jobs", json=job_body()).json()  # ComfyUI goes on with the next job
-            assert wait_status(c, follow_up["id"], {"succeeded", "failed"})["status"] == "succeeded"
+            follow_up = c.post("/api/jobs", json=job_body(**workload.job())).json()  # ComfyUI goes on
+            assert wait_status(c, follow_up["id"], {"succeeded", "failed"}, workload.render_s)["status"] == (
+                "succeeded"
+            )
         finally:
             dispatcher.stop()
 
 
-def test_cancel_a_job_prequeued_in_comfyui_removes_it_there(stack: Stack) -> None:
+def test_cancel_a_job_prequeued_in_comfyui_removes_it_there(stack: Stack, workload: Workload) -> None:
+    ended = {"cancelled", "succeeded", "failed"}
     with stack.client() as c:
-        blocker = c.post("/api/jobs", json=job_body(**SLOW_PARAMS)).json()
-        waiting = c.post("/api/jobs", json=job_body(**SLOW_PARAMS)).json()
+        blocker = c.post("/api/jobs", json=job_body(**workload.long_job())).json()
+        waiting = c.post("/api/jobs", json=job_body(**workload.long_job())).json()
         dispatcher = stack.dispatcher_thread().start()
         try:
-            wait_until(lambda: job_status(c, waiting["id"])["status"] == "running", 30, what="pre-queue")
+            prequeued = lambda: job_status(c, waiting["id"])["status"] == "running"  # noqa: E731
+            wait_until(prequeued, workload.first_step_s, 0.05, what="pre-queue")
             assert c.post(f"/api/jobs/{waiting['id']}/cancel").status_code == 200
-            assert (
-                wait_status(c, waiting["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
-            )
+            assert wait_status(c, waiting["id"], ended, workload.first_step_s)["status"] == "cancelled"
             assert job_status(c, blocker["id"])["status"] == "running"
             c.post(f"/api/jobs/{blocker['id']}/cancel")
-            assert (
-                wait_status(c, blocker["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
-            )
+            assert wait_status(c, blocker["id"], ended, workload.first_step_s)["status"] == "cancelled"
         finally:
             dispatcher.stop()
 
 
-def test_cancel_of_a_finished_job_is_a_conflict(stack: Stack) -> None:
+def test_cancel_of_a_finished_job_is_a_conflict(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
-        job = c.post("/api/jobs", json=job_body()).json()
-        stack.drain()
+        job = c.post("/api/jobs", json=job_body(**workload.job())).json()
+        stack.drain(workload.render_s)
         assert_error(c.post(f"/api/jobs/{job['id']}/cancel"), 409, "job_already_ended")
 
 
-def test_retry_renders_the_same_image_again(stack: Stack) -> None:
+def test_retry_renders_the_same_image_again(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
-        job = c.post("/api/jobs", json=job_body(seed=4242)).json()
-        stack.drain()
+        job = c.post("/api/jobs", json=job_body(**workload.job(seed=4242))).json()
+        stack.drain(workload.render_s)
         again = c.post(f"/api/jobs/{job['id']}/retry").json()
-        stack.drain()
+        stack.drain(workload.render_s)
         first, second = job_status(c, job["id"]), job_status(c, again["id"])
         assert second["status"] == "succeeded"
         a = c.get(first["images"][0]["url"]).content
@@ -218,15 +230,14 @@ def test_a_graph_comfyui_rejects_fails_with_its_reason(stack: Stack) -> None:
     assert "CheckpointLoaderSimple" in done["error"]["message"] and "ckpt_name" in done["error"]["message"]
 
 
-def test_two_dispatchers_never_run_a_job_twice(stack: Stack) -> None:
+def test_two_dispatchers_never_run_a_job_twice(stack: Stack, workload: Workload) -> None:
     with stack.client() as c:
-        ids = [c.post("/api/jobs", json=job_body(steps=2)).json()["id"] for _ in range(12)]
+        ids = [c.post("/api/jobs", json=job_body(**workload.job(steps=2))).json()["id"] for _ in range(12)]
         one, two = stack.dispatcher_thread().start(), stack.dispatcher_thread().start()
         try:
-            for job_id in ids:
-                assert (
-                    wait_status(c, job_id, {"succeeded", "failed", "cancelled"}, 60)["status"] == "succeeded"
-                )
+            for job_id in ids:  # one after the other: each wait is about one render
+                ended = wait_status(c, job_id, {"succeeded", "failed", "cancelled"}, workload.render_s)
+                assert ended["status"] == "succeeded"
         finally:
             one.stop()
             two.stop()
@@ -234,21 +245,21 @@ def test_two_dispatchers_never_run_a_job_twice(stack: Stack) -> None:
     assert len(submitted) == len(ids)
 
 
-def test_first_progress_reaches_a_client_quickly(stack: Stack) -> None:
+def test_first_progress_reaches_a_client_quickly(stack: Stack, workload: Workload) -> None:
     dispatcher = stack.dispatcher_thread().start()
     try:
         with stack.client() as c:
             t0 = time.monotonic()
-            job = c.post("/api/jobs", json=job_body(steps=30)).json()
+            job = c.post("/api/jobs", json=job_body(**workload.job())).json()
             events = read_ws(stack, job["id"])
             assert events[-1]["type"] == "succeeded"
-            assert time.monotonic() - t0 < 30
+            assert time.monotonic() - t0 < workload.render_s
     finally:
         dispatcher.stop()
 
 
 def test_s3_storage_serves_renders_as_presigned_redirects(
-    db_url: str, tmp_path, comfyui_url: str, moto
+    db_url: str, tmp_path, comfyui_url: str, moto, workload: Workload, submitted_prompts: SubmittedPrompts
 ) -> None:
     from tests.support.backend import start_stack
 
@@ -258,8 +269,9 @@ def test_s3_storage_serves_renders_as_presigned_redirects(
     s3_stack = next(gen)
     try:
         with s3_stack.client() as c:
-            job = c.post("/api/jobs", json=job_body()).json()
-            s3_stack.drain()
+            job = c.post("/api/jobs", json=job_body(**workload.job())).json()
+            submitted_prompts.add(job["id"])
+            s3_stack.drain(workload.render_s)
             image = job_status(c, job["id"])["images"][0]
             r = c.get(image["url"], params={"download": 1})
             assert r.status_code == 307

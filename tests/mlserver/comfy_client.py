@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,32 @@ def graph(name: str = "txt2img", **changes: Any) -> dict[str, Any]:
 
 
 class Comfy:
-    def __init__(self, url: str) -> None:
+    """`submitted` hears of every prompt id this client queues (for cleanup); `frame_timeout_s` is the
+    longest silence between two frames of a prompt (a model load on a CPU server is the longest)."""
+
+    def __init__(
+        self, url: str, submitted: Callable[[str], None] | None = None, frame_timeout_s: float = 60
+    ) -> None:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=30)
         self.client_id = uuid.uuid4().hex
+        self.submitted = submitted or (lambda prompt_id: None)
+        self.frame_timeout_s = frame_timeout_s
 
     def ws(self, client_id: str | None = None) -> ClientConnection:
         ws_url = self.url.replace("http", "ws", 1) + f"/ws?clientId={client_id or self.client_id}"
         return connect(ws_url, open_timeout=10, max_size=2**24)
 
     def post(self, prompt: dict[str, Any], **extra: Any) -> httpx.Response:
-        return self.http.post("/prompt", json={"prompt": prompt, "client_id": self.client_id, **extra})
+        if "prompt_id" in extra:
+            self.submitted(str(extra["prompt_id"]))
+        r = self.http.post("/prompt", json={"prompt": prompt, "client_id": self.client_id, **extra})
+        if r.status_code == 200:
+            self.submitted(r.json()["prompt_id"])
+        return r
+
+    def collect(self, ws: ClientConnection, prompt_id: str) -> list[dict[str, Any]]:
+        return collect(ws, prompt_id, self.frame_timeout_s)
 
     def run(self, prompt: dict[str, Any], **extra: Any) -> tuple[str, list[dict[str, Any]]]:
         """Submit and collect this prompt's messages until `executing` with node null."""
@@ -48,7 +64,7 @@ class Comfy:
             r = self.post(prompt, **extra)
             assert r.status_code == 200, r.text
             prompt_id = r.json()["prompt_id"]
-            return prompt_id, collect(ws, prompt_id)
+            return prompt_id, self.collect(ws, prompt_id)
 
     def history(self, prompt_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self.http.get(f"/history/{prompt_id}").json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,8 +12,19 @@ from PIL import Image
 
 from mlserver.emulator.images import RenderSpec, render
 from mlserver.emulator.nodes import CATALOGUE, SAMPLERS, SCHEDULERS
+from mlserver.emulator.weights import check_safetensors
 from tests.mlserver.comfy_client import Comfy, graph
-from tests.support.comfy import EmulatorProcess, start_emulator
+from tests.support.comfy import (
+    CPU_WORKLOAD,
+    FAST_WORKLOAD,
+    EmulatorProcess,
+    read_workload,
+    start_emulator,
+    workload_of,
+    write_weights,
+)
+
+SAFETENSOR_ERROR = "safetensors._safetensors_rust.SafetensorError"
 
 
 def test_restart_loses_queue_history_and_counter(emulator: EmulatorProcess) -> None:
@@ -150,3 +162,124 @@ def test_catalogue_has_comfyuis_sampler_and_scheduler_lists() -> None:
         },
     )
     assert CATALOGUE["ControlNetApplyAdvanced"].output_names == ("positive", "negative")
+
+
+# (graph, node, models folder, file, its bytes, the error after "Error while deserializing header: ")
+BROKEN_MODELS = [
+    ("txt2img", "10", "loras", "indochine_v1.safetensors", b"", "header too small"),
+    ("txt2img", "4", "checkpoints", "interiordesignsuperm_v2.safetensors", b"PK\x03\x04" + bytes(60),
+     "invalid header length"),
+    ("sketch2img", "14", "controlnet", "control_v11p_sd15_scribble.safetensors", b"cut",
+     "incomplete metadata, file not fully covered"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "node", "folder", "filename", "data", "error"), BROKEN_MODELS)
+def test_an_empty_or_corrupt_model_file_fails_the_prompt_at_load_as_comfyui(
+    emulator: EmulatorProcess, name: str, node: str, folder: str, filename: str, data: bytes, error: str
+) -> None:
+    path = emulator.base_dir / "models" / folder / filename
+    if data == b"cut":  # a download that stopped inside the tensors
+        data = write_weights(path, bytes(64)).read_bytes()[:-10]
+    path.write_bytes(data)
+    Image.new("RGB", (64, 48), "white").save(emulator.base_dir / "input" / "room.png")
+    comfy = Comfy(emulator.url)
+    pid, messages = comfy.run(graph(name, **{"11.image": "room.png"} if name == "sketch2img" else {}))
+    failed = next(m for m in messages if m["type"] == "execution_error")["data"]
+    assert (failed["node_id"], failed["node_type"]) == (
+        node,
+        comfy.history(pid)["prompt"][2][node]["class_type"],
+    )
+    assert failed["exception_type"] == SAFETENSOR_ERROR
+    assert failed["exception_message"] == f"Error while deserializing header: {error}\n"
+    assert {"traceback", "current_inputs", "current_outputs", "executed", "timestamp"} <= set(failed)
+    kinds = [m["type"] for m in messages if m["type"] not in ("status", "progress_state")]
+    assert kinds[-2:] == ["execution_error", "executing"] and "execution_success" not in kinds
+    assert "progress" not in kinds and "executed" not in kinds
+    status = comfy.history(pid)["status"]
+    assert status["status_str"] == "error" and status["completed"] is False
+    assert [m[0] for m in status["messages"]] == ["execution_start", "execution_cached", "execution_error"]
+
+
+def test_valid_model_files_load_and_render(emulator: EmulatorProcess) -> None:
+    models = emulator.base_dir / "models"
+    write_weights(models / "checkpoints" / "interiordesignsuperm_v2.safetensors")
+    write_weights(models / "loras" / "indochine_v1.safetensors", bytes(32))
+    comfy = Comfy(emulator.url)
+    _, messages = comfy.run(graph())
+    assert "execution_success" in [m["type"] for m in messages]
+    assert emulator.stats()["lora_loads"] == 1 and emulator.stats()["checkpoint_loads"] == 1
+
+
+def test_a_lora_read_once_is_not_read_again(emulator: EmulatorProcess) -> None:
+    lora = write_weights(emulator.base_dir / "models" / "loras" / "indochine_v1.safetensors")
+    comfy = Comfy(emulator.url)
+    comfy.run(graph())
+    lora.write_bytes(b"")  # LoraLoader keeps the LoRA it loaded last; the checkpoint is read each time
+    _, messages = comfy.run(graph())
+    assert "execution_success" in [m["type"] for m in messages]
+
+
+def test_vae_loader_lists_taesd_pairs_and_pixel_space_and_reads_vae_files(emulator: EmulatorProcess) -> None:
+    models = emulator.base_dir / "models"
+    write_weights(models / "vae" / "sd15_vae.safetensors")
+    write_weights(models / "vae_approx" / "taesd_encoder.safetensors")
+    write_weights(models / "vae_approx" / "taesd_decoder.safetensors")
+    write_weights(models / "vae_approx" / "taesdxl_decoder.safetensors")  # no encoder: not offered
+    comfy = Comfy(emulator.url)
+    info = comfy.http.get("/object_info/VAELoader").json()["VAELoader"]
+    assert info["input"]["required"]["vae_name"] == [["sd15_vae.safetensors", "taesd", "pixel_space"]]
+    (models / "vae" / "broken.safetensors").write_bytes(b"")
+    for vae, ok in (
+        ("pixel_space", True),
+        ("taesd", True),
+        ("sd15_vae.safetensors", True),
+        ("broken.safetensors", False),
+    ):
+        g = graph(**{"8.vae": ["20", 0]})
+        g["20"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae}}
+        _, messages = comfy.run(g)
+        kinds = [m["type"] for m in messages]
+        assert ("execution_success" in kinds) is ok, (vae, kinds)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"weights", b"\x80\x02}q\x00(X" + bytes(64), b"PK\x03\x04" + bytes(64), b"{}" + bytes(8),
+     b"\x02" + bytes(7) + b"[]", b"\x02" + bytes(7) + b"\xff\xfe", b"\x02" + bytes(7) + b"{}xx"],
+)  # fmt: skip
+def test_header_checks_say_what_safetensors_says(tmp_path: Path, data: bytes) -> None:
+    safetensors = pytest.importorskip("safetensors")
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(Exception) as real:
+        with safetensors.safe_open(str(path), framework="numpy"):
+            pass
+    with pytest.raises(Exception) as mine:
+        check_safetensors(path)
+    assert f"{type(mine.value).__module__}.{type(mine.value).__qualname__}" == SAFETENSOR_ERROR
+    assert f"{type(real.value).__module__}.{type(real.value).__qualname__}" == SAFETENSOR_ERROR
+    assert str(mine.value) == str(real.value)
+
+
+def test_a_valid_stand_in_passes_the_header_checks(tmp_path: Path) -> None:
+    safetensors = pytest.importorskip("safetensors")
+    path = write_weights(tmp_path / "m.safetensors", bytes(12))
+    check_safetensors(path)
+    with safetensors.safe_open(str(path), framework="numpy") as f:
+        assert list(f.keys()) == ["weight"]
+
+
+def test_the_emulator_is_sized_as_a_fast_server_and_a_cpu_comfyui_as_a_slow_one(tmp_path: Path) -> None:
+    emu = start_emulator(tmp_path / "e")
+    try:
+        assert read_workload(emu.url) is FAST_WORKLOAD
+    finally:
+        emu.kill()
+    cpu = {"system": {"pytorch_version": "2.8.0+cpu"}, "devices": [{"name": "cpu", "type": "cpu"}]}
+    cuda = {
+        "system": {"pytorch_version": "2.8.0+cu128"},
+        "devices": [{"name": "cuda:0 H200", "type": "cuda"}],
+    }
+    assert workload_of(cpu) is CPU_WORKLOAD and workload_of(cuda) is FAST_WORKLOAD
+    assert CPU_WORKLOAD.long_side <= 256 and CPU_WORKLOAD.first_step_s >= 120

@@ -1,7 +1,8 @@
 """ComfyUI protocol conformance over real HTTP and WebSocket.
 
 Runs against the emulator (default) and, unchanged, against a real ComfyUI 0.3.64 when COMFYUI_URL is set
-(with this project's models present there). Emulator-only checks (restart, fault injection) are in
+(with this project's models present there), on a GPU or a CPU: `workload` sizes the long renders and the
+waits from the server's /system_stats. Emulator-only checks (restart, fault injection, model files) are in
 test_emulator.py.
 """
 
@@ -15,14 +16,28 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.mlserver.comfy_client import Comfy, collect, graph
+from tests.mlserver.comfy_client import Comfy, graph
+from tests.support.comfy import SubmittedPrompts, Workload
 
 pytestmark = pytest.mark.comfyui
 
 
 @pytest.fixture
-def comfy(comfyui_url: str) -> Comfy:
-    return Comfy(comfyui_url)
+def comfy(comfyui_url: str, workload: Workload, submitted_prompts: SubmittedPrompts) -> Comfy:
+    return Comfy(comfyui_url, submitted_prompts.add, workload.render_s)
+
+
+def long_graph(w: Workload) -> dict:
+    """A render still sampling when the test acts on it."""
+    size = {"5.width": w.long_side, "5.height": w.long_side, "5.batch_size": w.long_batch}
+    return graph(**{"3.steps": w.long_steps, **size})
+
+
+def wait_for_sampling(ws, prompt_id: str | None, w: Workload) -> None:
+    while True:
+        msg = json.loads(ws.recv(timeout=w.first_step_s))
+        if msg["type"] == "progress" and prompt_id in (None, msg["data"]["prompt_id"]):
+            return
 
 
 def types(messages: list[dict]) -> list[str]:
@@ -99,9 +114,9 @@ def test_batch_size_gives_one_executed_with_every_image(comfy: Comfy) -> None:
     assert counters[1] == counters[0] + 1
 
 
-def test_prompt_id_number_front_and_queue_listing(comfy: Comfy) -> None:
+def test_prompt_id_number_front_and_queue_listing(comfy: Comfy, workload: Workload) -> None:
     mine = str(uuid.uuid4())
-    slow = graph(**{"3.steps": 40, "5.width": 1024, "5.height": 1024})
+    slow = long_graph(workload)
     with comfy.ws() as ws:
         ws.recv(timeout=10)
         first = comfy.post(slow, prompt_id=mine).json()
@@ -125,43 +140,62 @@ def test_prompt_id_number_front_and_queue_listing(comfy: Comfy) -> None:
         for pid in (second["prompt_id"], front["prompt_id"], explicit["prompt_id"]):
             comfy.http.post("/queue", json={"delete": [pid]})
         comfy.http.post("/interrupt", json={"prompt_id": mine})
-        collect(ws, mine)
+        comfy.collect(ws, mine)
 
 
-def test_interrupt_targets_only_the_running_prompt(comfy: Comfy) -> None:
-    slow = graph(**{"3.steps": 200, "5.width": 1024, "5.height": 1024})
+def test_interrupt_targets_only_the_running_prompt(comfy: Comfy, workload: Workload) -> None:
     with comfy.ws() as ws:
         ws.recv(timeout=10)
-        running = comfy.post(slow).json()["prompt_id"]
+        running = comfy.post(long_graph(workload)).json()["prompt_id"]
         waiting = comfy.post(graph()).json()["prompt_id"]
-        while True:  # wait until it samples
-            msg = json.loads(ws.recv(timeout=30))
-            if msg["type"] == "progress" and msg["data"]["prompt_id"] == running:
-                break
+        wait_for_sampling(ws, running, workload)
         assert comfy.http.post("/interrupt", json={"prompt_id": waiting}).content == b""  # not running: no-op
         r = comfy.http.post("/interrupt", json={"prompt_id": running})
         assert r.status_code == 200 and r.content == b""
-        messages = collect(ws, running)
+        messages = comfy.collect(ws, running)
         interrupted = next(m for m in messages if m["type"] == "execution_interrupted")["data"]
         assert interrupted["prompt_id"] == running and interrupted["node_type"] == "KSampler"
         assert set(interrupted) == {"prompt_id", "node_id", "node_type", "executed", "timestamp"}
         assert "execution_success" not in types(messages)
-        collect(ws, waiting)  # the queue goes on
+        comfy.collect(ws, waiting)  # the queue goes on
     entry = comfy.history(running)
     assert entry["status"]["status_str"] == "error" and entry["status"]["completed"] is False
     assert comfy.history(waiting)["status"]["status_str"] == "success"
 
 
-def test_global_interrupt_and_idle_interrupt(comfy: Comfy) -> None:
+def test_a_tests_prompts_leave_the_queue_when_it_ends_and_no_one_elses(
+    comfy: Comfy, comfyui_url: str, workload: Workload
+) -> None:
+    prompts = SubmittedPrompts(comfyui_url, workload.first_step_s)
+    mine = Comfy(comfyui_url, prompts.add, workload.render_s)
+    try:
+        with mine.ws() as ws, comfy.ws() as other_ws:
+            ws.recv(timeout=10)
+            other_ws.recv(timeout=10)
+            running = mine.post(long_graph(workload)).json()["prompt_id"]
+            pending = mine.post(long_graph(workload)).json()["prompt_id"]
+            someone_elses = comfy.post(graph()).json()["prompt_id"]
+            wait_for_sampling(ws, running, workload)
+            prompts.clear()  # what the fixture does at teardown, passed or failed
+            queued = comfy.http.get("/queue").json()
+            assert {running, pending}.isdisjoint(
+                i[1] for i in queued["queue_running"] + queued["queue_pending"]
+            )
+            assert "execution_success" in types(comfy.collect(other_ws, someone_elses))
+    finally:
+        prompts.clear()
+    assert comfy.history(running)["status"]["status_str"] == "error"
+    assert comfy.history(pending) == {}
+
+
+def test_global_interrupt_and_idle_interrupt(comfy: Comfy, workload: Workload) -> None:
     assert comfy.http.post("/interrupt", json={}).status_code == 200  # idle: forgotten
-    slow = graph(**{"3.steps": 200, "5.width": 1024, "5.height": 1024})
     with comfy.ws() as ws:
         ws.recv(timeout=10)
-        pid = comfy.post(slow).json()["prompt_id"]
-        while json.loads(ws.recv(timeout=30))["type"] != "progress":
-            pass
+        pid = comfy.post(long_graph(workload)).json()["prompt_id"]
+        wait_for_sampling(ws, None, workload)
         comfy.http.post("/interrupt")
-        assert "execution_interrupted" in types(collect(ws, pid))
+        assert "execution_interrupted" in types(comfy.collect(ws, pid))
     _, messages = comfy.run(graph())  # the idle interrupt above did not hit this one
     assert "execution_success" in types(messages)
 
@@ -380,6 +414,28 @@ def test_models_object_info_features_system_stats(comfy: Comfy) -> None:
     assert comfy.http.post("/free", json={"free_memory": True}).content == b""
 
 
+def taesd_pairs(approx: list[str]) -> list[str]:
+    def has(name: str, part: str) -> bool:
+        return any(a.startswith(f"{name}_{part}.") for a in approx)
+
+    return [n for n in ("taesd", "taesdxl", "taesd3", "taef1") if has(n, "encoder") and has(n, "decoder")]
+
+
+def test_vae_loader_offers_the_vae_folder_taesd_pairs_and_pixel_space(comfy: Comfy) -> None:
+    vaes = comfy.http.get("/models/vae").json()
+    approx = comfy.http.get("/models/vae_approx").json()
+    info = comfy.http.get("/object_info/VAELoader").json()["VAELoader"]
+    assert info["input"]["required"]["vae_name"] == [[*vaes, *taesd_pairs(approx), "pixel_space"]]
+
+
+def test_lora_loader_model_only_shares_lora_loaders_description(comfy: Comfy) -> None:
+    everything = comfy.http.get("/object_info").json()
+    lora, model_only = everything["LoraLoader"], everything["LoraLoaderModelOnly"]
+    assert model_only["description"] == lora["description"] and lora["description"].startswith("LoRAs are")
+    assert model_only["output_tooltips"] == lora["output_tooltips"]
+    assert model_only["display_name"] == "LoraLoaderModelOnly" and model_only["category"] == "loaders"
+
+
 def test_api_prefix_and_origin_guard(comfy: Comfy) -> None:
     assert comfy.http.get("/api/prompt").json() == comfy.http.get("/prompt").json()
     host = comfy.url.split("://")[1]
@@ -395,7 +451,7 @@ def test_websocket_first_frame_routing_and_feature_flags(comfy: Comfy) -> None:
         flags = json.loads(other.recv(timeout=10))
         assert flags["type"] == "feature_flags" and flags["data"]["supports_preview_metadata"] is True
         pid = comfy.post(graph()).json()["prompt_id"]
-        collect(mine, pid)
+        comfy.collect(mine, pid)
         seen = []
         try:
             while True:

@@ -28,6 +28,7 @@ from bench.harness import is_alive
 from contract.graphs import WORKFLOWS_DIR, GraphInputs, build_graph
 from contract.styles import load_manifest
 from mlserver.provision.lock import load_lock
+from tests.support.comfy import write_weights
 from tests.support.net import free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,8 +226,7 @@ class Serve:
         python.chmod(0o755)
         (comfyui / "main.py").write_text(FAKE_COMFYUI_MAIN)
         models = tmp_path / "opt-ml-model"
-        (models / "checkpoints").mkdir(parents=True)
-        (models / "checkpoints" / "interiordesignsuperm_v2.safetensors").write_bytes(b"weights")
+        write_weights(models / "checkpoints" / "interiordesignsuperm_v2.safetensors")
         self.port, self.comfy_port = free_port(), free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "ADAPTER", "MODELS_"))},
