@@ -5,7 +5,6 @@ files, and the notice of a queued job whose server is down."""
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.backend.test_api_jobs import assert_error
-from tests.factories import job_body, sketch_png
+from tests.factories import fill_models, job_body, safetensors, sketch_png
 from tests.support.backend import Stack, start_stack
 from tests.support.comfy import REAL_COMFYUI, EmulatorProcess, start_emulator
 from tests.support.net import wait_until
@@ -23,20 +22,10 @@ pytestmark = pytest.mark.skipif(bool(REAL_COMFYUI), reason="fills the emulators'
 TTL_S = 0.2
 
 
-def safetensors() -> bytes:
-    """A well-formed safetensors file without tensors (what a loader can open)."""
-    header = json.dumps({"__metadata__": {}}).encode()
-    return struct.pack("<Q", len(header)) + header
-
-
 def emulator_with(base: Path, models: dict[str, list[str]]) -> EmulatorProcess:
     """An emulator whose models folders hold exactly `models` (a folder not named serves every project
     model, as the emulator does for an empty folder)."""
-    for folder, names in models.items():
-        for name in names:
-            path = base / "models" / folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(safetensors())
+    fill_models(base, models)
     return start_emulator(base)
 
 
