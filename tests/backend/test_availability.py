@@ -12,9 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.availability import judge, waiting_notice
+from backend.config import ComfyInstance
+from backend.instances import InstanceState, Snapshot
+from backend.schemas import StyleAvailability
+from loras.manifest import load_manifest
 from tests.backend.test_api_jobs import assert_error
 from tests.factories import fill_models, job_body, safetensors, sketch_png
-from tests.support.backend import Stack, start_stack
+from tests.support.backend import Stack, make_settings, start_stack
 from tests.support.comfy import REAL_COMFYUI, EmulatorProcess, start_emulator
 from tests.support.net import wait_until
 
@@ -196,3 +201,52 @@ def test_no_comfyui_configured_leaves_every_style_available(api_stack: Stack) ->
         assert all(s["available"] and s["unavailable_reason"] is None for s in styles)
         job = c.post("/api/jobs", json=job_body()).json()
         assert job["notice"] is None and c.get(f"/api/jobs/{job['id']}").json()["notice"] is None
+
+
+# --- the judgement itself, on snapshots built by hand (several instances per kind) --------------------
+
+
+def state(port: int, kinds: set[str], loras: set[str] | None, reachable: bool = True) -> InstanceState:
+    settings = make_settings("sqlite+aiosqlite:///unused.db", Path("unused"), None)
+    models = {"checkpoints": frozenset({settings.checkpoint_name})}
+    models["controlnet"] = frozenset({settings.controlnet_name})
+    if loras is not None:
+        models["loras"] = frozenset(loras)
+    instance = ComfyInstance(f"http://user:secret@10.0.0.{port % 250}:{port}", frozenset(kinds))
+    return InstanceState(instance, reachable, None if reachable else "ConnectError", "0.3.64", models)
+
+
+def verdict(*states: InstanceState, kind: str = "text") -> StyleAvailability:
+    settings = make_settings("sqlite+aiosqlite:///unused.db", Path("unused"), None)
+    return judge(Snapshot(states, 0.0), settings, kind, load_manifest().get("indochine"))
+
+
+def test_one_instance_of_the_kind_with_the_lora_is_enough() -> None:
+    assert verdict(
+        state(8188, {"text"}, set()), state(8190, {"text"}, {"indochine_v1.safetensors"})
+    ).available
+
+
+def test_a_lora_missing_on_every_instance_names_each_without_credentials() -> None:
+    result = verdict(state(8188, {"text"}, set()), state(8190, {"text", "sketch"}, set()))
+    assert (result.available, result.code) == (False, "style_unavailable")
+    assert result.servers == ["10.0.0.188:8188", "10.0.0.190:8190"]
+    assert (
+        "the text server 10.0.0.188:8188" in result.reason
+        and "ComfyUI server 10.0.0.190:8190" in result.reason
+    )
+    assert "secret" not in result.reason
+
+
+def test_an_unreachable_or_unlisted_instance_is_unknown_not_missing() -> None:
+    assert verdict(state(8188, {"text"}, set()), state(8190, {"text"}, set(), reachable=False)).available
+    assert verdict(state(8188, {"text"}, set()), state(8190, {"text"}, None)).available
+    assert verdict(state(8188, {"sketch"}, set())).available  # no text server: nothing to judge
+
+
+def test_the_notice_names_every_server_of_the_kind_once_all_are_down() -> None:
+    down = state(8189, {"sketch"}, set(), reachable=False)
+    assert waiting_notice(Snapshot((down, state(8191, {"sketch"}, set())), 0.0), "sketch") is None
+    notice = waiting_notice(Snapshot((down, state(8188, {"text"}, set())), 0.0), "sketch")
+    assert notice is not None and notice.servers == ["10.0.0.189:8189"]
+    assert waiting_notice(None, "sketch") is None  # nothing known yet
