@@ -149,7 +149,7 @@ async def create_job(
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     try:
-        return await _store(request, session, job)
+        return availability.annotate(await _store(request, session, job))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -184,6 +184,7 @@ async def _by_idempotency_key(
 async def list_jobs(
     session: ReadSessionDep,
     designer: CurrentDesigner,
+    availability: AvailabilityDep,
     status: Annotated[
         list[Literal["queued", "running", "succeeded", "failed", "cancelled"]] | None, Query()
     ] = None,
@@ -213,7 +214,7 @@ async def list_jobs(
     )
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    items = [await job_view(session, j) for j in jobs]
+    items = [availability.annotate(await job_view(session, j)) for j in jobs]
     return JobPage(items=items, next_cursor=encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None)
 
 

@@ -173,8 +173,12 @@ def test_a_sketch_job_says_its_server_is_down_and_renders_once_it_is_back(
             def notice() -> dict[str, Any] | None:
                 return c.get(f"/api/jobs/{job['id']}").json()["notice"]
 
+            def statuses() -> set[str]:
+                return {j["status"] for j in c.get("/api/jobs").json()["items"]}
+
             wait_until(lambda: notice() is not None, 10, what="the waiting notice")
             waiting = notice()
+            assert c.get("/api/jobs").json()["items"][0]["notice"] == waiting
             assert waiting is not None and waiting["code"] == "server_down"
             assert waiting["servers"] == [sketch_name]
             assert "sketch server" in waiting["message"] and sketch_name in waiting["message"]
@@ -183,14 +187,16 @@ def test_a_sketch_job_says_its_server_is_down_and_renders_once_it_is_back(
             assert streamed[-1]["data"]["notice"] == waiting and streamed[-1]["data"]["position"] == 1
             assert httpx.get(f"{two_stack.url}/readyz").status_code == 503
 
+            assert sketch_job(c, style="none").json()["notice"] == waiting  # said at once
             other = c.post("/api/jobs", json=job_body(style="none")).json()
-            assert c.get(f"/api/jobs/{other['id']}").json()["notice"] is None
+            assert other["notice"] is None and c.get(f"/api/jobs/{other['id']}").json()["notice"] is None
             wait_until(lambda: c.get(f"/api/jobs/{other['id']}").json()["status"] == "succeeded", 30)
             assert c.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"
 
             sketch.start()
             wait_until(lambda: c.get(f"/api/jobs/{job['id']}").json()["status"] == "succeeded", 60)
             assert notice() is None
+            wait_until(lambda: statuses() == {"succeeded"}, 60, what="every job, both sketches included")
     finally:
         dispatcher.stop()
 
