@@ -153,9 +153,9 @@ class Availability:
         return job
 
     async def report(self) -> dict[str, dict[str, Any]]:
-        """`/readyz`'s view of each instance, from a fresh look."""
+        """`/readyz`'s view of each instance (by host:port, no credentials), from a fresh look."""
         snapshot = await self.monitor.fresh()
-        return {s.instance.name: instance_report(s, self.settings, self.manifest) for s in snapshot.states}
+        return {s.name: instance_report(s, self.settings, self.manifest) for s in snapshot.states}
 
 
 def availability_of(app: Any) -> Availability:
