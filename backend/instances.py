@@ -13,11 +13,9 @@ import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-from fastapi import Depends
-from starlette.requests import HTTPConnection
 
 from backend.config import ComfyInstance
 
@@ -130,11 +128,3 @@ class InstanceMonitor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-
-def get_monitor(conn: HTTPConnection) -> InstanceMonitor:
-    monitor: InstanceMonitor = conn.app.state.instances
-    return monitor
-
-
-MonitorDep = Annotated[InstanceMonitor, Depends(get_monitor)]

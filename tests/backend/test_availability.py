@@ -5,6 +5,8 @@ files, and the notice of a queued job whose server is down."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from backend.availability import judge, waiting_notice
 from backend.config import ComfyInstance
-from backend.instances import InstanceState, Snapshot
+from backend.instances import PROBE_TIMEOUT_S, InstanceState, Snapshot
 from backend.schemas import StyleAvailability
 from loras.manifest import load_manifest
 from tests.backend.test_api_jobs import assert_error
@@ -256,3 +258,28 @@ def test_the_notice_names_every_server_of_the_kind_once_all_are_down() -> None:
     notice = waiting_notice(Snapshot((down, state(8188, {"text"}, set())), 0.0), "sketch")
     assert notice is not None and notice.servers == ["10.0.0.189:8189"]
     assert waiting_notice(None, "sketch") is None  # nothing known yet
+
+
+def test_a_server_that_never_answers_costs_the_request_path_nothing_once_looked_at(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A stale look is answered at once while the next one runs behind it (only the first look waits)."""
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        gen = start_stack(
+            db_url, tmp_path, f"text=127.0.0.1:{silent.getsockname()[1]}", comfy_models_ttl_s=TTL_S
+        )
+        stack = next(gen)
+        try:
+            with stack.client() as c:
+                assert c.get("/api/styles").status_code == 200  # the first look: up to the probe timeout
+                job = c.post("/api/jobs", json=job_body()).json()
+                time.sleep(TTL_S * 2)
+                for _ in range(5):
+                    started = time.monotonic()
+                    assert c.get(f"/api/jobs/{job['id']}").json()["notice"]["code"] == "server_down"
+                    assert c.post("/api/jobs", json=job_body()).status_code == 201
+                    assert time.monotonic() - started < PROBE_TIMEOUT_S / 2
+        finally:
+            gen.close()
