@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     comfy_sketch_port: int = Field(8189, ge=1, le=65535)
     comfy_prequeue: int = Field(1, ge=0, le=8, description="prompts queued behind the running one")
     comfy_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout for one ComfyUI request")
+    comfy_models_ttl_s: float = Field(
+        5.0, gt=0, description="how long the API trusts its last look at each ComfyUI's models and health"
+    )
     checkpoint_name: str = "interiordesignsuperm_v2.safetensors"
     controlnet_name: str = "control_v11p_sd15_scribble.safetensors"
     workflows_dir: Path = Field(WORKFLOWS_DIR, description="API-format graphs; default the contract's")

@@ -15,6 +15,7 @@ from backend.config import Settings, get_settings
 from backend.db import make_engine, make_sessionmaker
 from backend.errors import install_error_handlers
 from backend.events import EventHub
+from backend.instances import InstanceMonitor
 from backend.logs import configure_logging
 from backend.notify import Notifier
 from backend.storage import make_storage
@@ -38,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.manifest = load_manifest(settings.style_manifest)
         app.state.token_cache = TokenCache()
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
+        app.state.instances = InstanceMonitor(
+            settings.comfy_instances, app.state.http, settings.comfy_models_ttl_s
+        )
         app.state.event_hub = EventHub(app.state.sessionmaker, settings.event_poll_s)
         app.state.notifier = Notifier(engine)
         app.state.notifier.add_listener(notify.EVENTS, app.state.event_hub.on_notified)
@@ -48,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.event_hub.stop()
             await app.state.notifier.close()
+            await app.state.instances.close()
             await app.state.http.aclose()
             await engine.dispose()
 

@@ -125,6 +125,14 @@ class ImageOut(BaseModel):
     thumbnail_url: str
 
 
+class Notice(BaseModel):
+    """Why a queued job is not starting yet, for the designer."""
+
+    code: str = Field(description="server_down: every ComfyUI server of the job's kind is unreachable")
+    message: str
+    servers: list[str] = Field(description="host:port of each server concerned")
+
+
 class JobOut(BaseModel):
     id: str
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -143,6 +151,7 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     events_url: str
+    notice: Notice | None = Field(None, description="set while a queued job waits on a server that is down")
 
 
 class JobPage(BaseModel):
@@ -161,6 +170,16 @@ class UploadOut(BaseModel):
     preview_url: str = Field(description="the sketch as ControlNet gets it (?width=&height=)")
 
 
+class StyleAvailability(BaseModel):
+    """Whether some ComfyUI server has every file a render of one kind in this style loads."""
+
+    available: bool = True
+    code: str | None = Field(None, description="style_unavailable (its LoRA) or models_missing")
+    reason: str | None = Field(None, description="the missing files and the servers, for people")
+    missing: list[str] = Field(default_factory=list, description="file names")
+    servers: list[str] = Field(default_factory=list, description="host:port of each server lacking them")
+
+
 class StyleOut(BaseModel):
     id: str
     name: str
@@ -171,6 +190,11 @@ class StyleOut(BaseModel):
     has_lora: bool
     version: str
     preview_url: str
+    available: bool = Field(True, description="false: some job kind cannot render it now (see `kinds`)")
+    unavailable_reason: str | None = None
+    kinds: dict[str, StyleAvailability] = Field(
+        default_factory=dict, description="per job kind (text, sketch): can it render now, and if not why"
+    )
 
 
 class DesignerOut(BaseModel):

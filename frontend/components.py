@@ -44,10 +44,13 @@ def _elapsed(job: dict[str, Any]) -> float:
     return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(start)).total_seconds())
 
 
-def _label(job: dict[str, Any], value: int, maximum: int, position: int | None) -> str:
+def _label(
+    job: dict[str, Any], value: int, maximum: int, position: int | None, notice: dict[str, Any] | None = None
+) -> str:
+    """The progress bar's text; a queued job's notice (its server is down) is part of it."""
     if job["status"] == "queued":
         where = f"position {position} in the queue" if position else "waiting for the GPU"
-        return f"Queued: {where}"
+        return f"Queued: {where}" + (f" · {escape(str(notice['message']))}" if notice else "")
     if maximum:
         return f"Rendering: step {value}/{maximum} · {_elapsed(job):.1f} s"
     return f"Starting · {_elapsed(job):.1f} s"
@@ -58,8 +61,10 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     if job["status"] in FINAL_STATUSES:
         return job
     slot = st.empty()  # the bar and Cancel go away as soon as the job ends, in this same run
+    value, maximum = job["progress"]["value"], job["progress"]["max"]
+    position, notice = job.get("queue_position"), job.get("notice")
     with slot.container():
-        bar = st.progress(0.0, text="Queued")
+        bar = st.progress(0.0, text=_label(job, value, maximum, position, notice))
         st.button(
             "Cancel",
             key=f"cancel_{job['id']}",
@@ -67,8 +72,6 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
             args=(client, job["id"]),
             icon=":material/stop_circle:",
         )
-    value, maximum = job["progress"]["value"], job["progress"]["max"]
-    position = job.get("queue_position")
     last_id = 0
     while job["status"] not in FINAL_STATUSES:
         try:
@@ -77,7 +80,7 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
                     last_id = max(last_id, int(message.get("id") or 0))
                     kind, data = message["type"], message.get("data") or {}
                     if kind == "position":
-                        position = data.get("position")
+                        position, notice = data.get("position"), data.get("notice")
                     elif kind == "progress":
                         value, maximum = int(data["value"]), int(data["max"])
                         job["status"] = "running"
@@ -86,7 +89,8 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
                         if data.get("status") == "running" and job.get("started_at") is None:
                             job["started_at"] = datetime.now(UTC).isoformat()
                 bar.progress(
-                    min(1.0, value / maximum) if maximum else 0.0, _label(job, value, maximum, position)
+                    min(1.0, value / maximum) if maximum else 0.0,
+                    _label(job, value, maximum, position, notice),
                 )
         except EventStreamLost:
             time.sleep(POLL_S)  # backend restarting or a proxy cut: poll once, then reconnect
@@ -190,7 +194,7 @@ def _compare(client: ApiClient, job: dict[str, Any], seed: int) -> None:
     params.pop("lora_strength", None)  # each style at its own default strength
     ids: list[str] = []
     try:
-        for style in st.session_state.get("style_ids") or [job["style"]]:
+        for style in (st.session_state.get("style_ids") or {}).get(job["kind"]) or [job["style"]]:
             ids.append(client.submit_job({**params, "style": style}, str(uuid.uuid4()))["id"])
     except ApiError as err:
         st.session_state["notice"] = ("error", err.message)
@@ -237,5 +241,5 @@ def _draw_comparison(client: ApiClient, jobs: list[dict[str, Any]], style_names:
                 results(client, job, actions=False)
             else:
                 value, maximum = job["progress"]["value"], job["progress"]["max"]
-                text = _label(job, value, maximum, job.get("queue_position"))
+                text = _label(job, value, maximum, job.get("queue_position"), job.get("notice"))
                 st.progress(min(1.0, value / maximum) if maximum else 0.0, text=text)

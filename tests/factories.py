@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import struct
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -41,3 +44,18 @@ def sketch_png(
     out = io.BytesIO()
     img.save(out, fmt, **save)
     return out.getvalue()
+
+
+def safetensors() -> bytes:
+    """A well-formed safetensors file without tensors (what a model loader can open)."""
+    header = json.dumps({"__metadata__": {}}).encode()
+    return struct.pack("<Q", len(header)) + header
+
+
+def fill_models(comfy_base: Path, models: dict[str, list[str]]) -> None:
+    """ComfyUI's models folders under `comfy_base` holding these files: folder -> file names."""
+    for folder, names in models.items():
+        for name in names:
+            path = comfy_base / "models" / folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(safetensors())

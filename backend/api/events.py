@@ -1,9 +1,10 @@
 """A job's progress: `/api/jobs/{id}/events` as a WebSocket, or as Server-Sent Events for plain HTTP.
 
 Both replay the job's stored events after `after` (or SSE's `Last-Event-ID`), then stream new ones, plus a
-`position` message while the job waits in the queue; the stream ends after the final event. Reconnecting
-with the last id seen loses nothing and repeats nothing. Browsers cannot set headers on a WebSocket or
-EventSource: these routes also accept the token as `?access_token=`.
+`position` message while the job waits in the queue (with a `notice` while every ComfyUI server of its kind
+is down, else null); the stream ends after the final event. Reconnecting with the last id seen loses
+nothing and repeats nothing. Browsers cannot set headers on a WebSocket or EventSource: these routes also
+accept the token as `?access_token=`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi.responses import StreamingResponse
 from backend import job_queue
 from backend.api.jobs import get_job
 from backend.auth import Principal, authenticate
+from backend.availability import availability_of
 from backend.db import read_session
 from backend.errors import AppError, error_body
 from backend.events import Event, EventHub, job_events
@@ -30,17 +32,20 @@ KEEPALIVE_S = 15.0
 FINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled"})
 
 
-async def _position(request_app: Any, designer: Principal, job_id: str) -> tuple[str, int | None]:
+async def _position(request_app: Any, designer: Principal, job_id: str) -> tuple[str, int | None, Any]:
+    """The job's status, its queue position, and why it waits (a notice, while its server is down)."""
     session = await read_session(request_app.state.sessionmaker)
     async with session:
         job = await get_job(session, designer, job_id)
-        return job.status, await job_queue.queue_position(session, job)
+        position = await job_queue.queue_position(session, job)
+    notice = availability_of(request_app).notice(job.kind) if position is not None else None
+    return job.status, position, notice and notice.model_dump()
 
 
 async def stream(app: Any, designer: Principal, job_id: str, after: int) -> AsyncGenerator[dict[str, Any]]:
     """The job's events as JSON objects: replay, then live; ends after the final event."""
     hub: EventHub = app.state.event_hub
-    status, position = await _position(app, designer, job_id)  # 404 before anything is sent
+    status, position, notice = await _position(app, designer, job_id)  # 404 before anything is sent
     queue = hub.subscribe(job_id)
     try:
         sent: set[int] = set()
@@ -51,15 +56,15 @@ async def stream(app: Any, designer: Principal, job_id: str, after: int) -> Asyn
                 return
         if status in ("succeeded", "failed", "cancelled"):
             return
-        last_position: int | None = None
+        last: tuple[int | None, Any] = (None, None)
         while True:
-            if position is not None and position != last_position:
-                last_position = position
-                yield {"type": "position", "job_id": job_id, "data": {"position": position}}
+            if position is not None and (position, notice) != last:
+                last = (position, notice)
+                yield {"type": "position", "job_id": job_id, "data": {"position": position, "notice": notice}}
             try:
                 live: Event = await asyncio.wait_for(queue.get(), POSITION_EVERY_S)
             except TimeoutError:
-                status, position = await _position(app, designer, job_id)
+                status, position, notice = await _position(app, designer, job_id)
                 continue
             if live.id in sent or live.id <= after:
                 continue

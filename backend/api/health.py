@@ -1,5 +1,12 @@
-"""/healthz (the process is alive), /readyz (database, storage, models verified, each ComfyUI reachable),
-/metrics (Prometheus)."""
+"""/healthz (the process is alive), /readyz (database, storage, models verified, each ComfyUI reachable
+with the files it needs), /metrics (Prometheus).
+
+/readyz answers 503 `not_ready` when something every render needs is missing: the database, storage,
+verified models, a ComfyUI instance, or a checkpoint/ControlNet an instance's job kinds load. A style
+LoRA missing on an instance only takes that style away (`/api/styles` says so, and a job in it is
+refused), so it answers 200 `degraded` with the missing files: the load balancer checks `/healthz`, and
+an operator or a deploy script reading /readyz sees what to sync.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +15,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from backend.availability import AvailabilityDep
 from backend.config import Settings
 from backend.metrics import render_metrics
 from backend.storage import StorageError
 
 router = APIRouter(tags=["health"])
-COMFY_PROBE_TIMEOUT_S = 2.0
 
 
 @router.get("/healthz", summary="The API process is alive")
@@ -36,16 +42,6 @@ async def _check_db(request: Request) -> dict[str, Any]:
         return {"ok": False, "error": type(exc).__name__}
 
 
-async def _check_comfy(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
-    try:
-        r = await client.get(f"{url}/system_stats", timeout=COMFY_PROBE_TIMEOUT_S)
-        r.raise_for_status()
-        version = r.json().get("system", {}).get("comfyui_version")
-        return {"ok": True, "version": version}
-    except (httpx.HTTPError, ValueError) as exc:
-        return {"ok": False, "error": type(exc).__name__}
-
-
 def _check_models(marker: Path | None) -> dict[str, Any]:
     """Model sync writes a marker once every model is verified (deployments set MODELS_MARKER)."""
     if marker is None:
@@ -57,12 +53,25 @@ def _check_models(marker: Path | None) -> dict[str, Any]:
     return {"ok": bool(data.get("ok", True)), "verified_at": data.get("verified_at")}
 
 
-@router.get("/readyz", summary="Ready to serve: database, storage and every ComfyUI server reachable")
-async def readyz(request: Request) -> JSONResponse:
+def _status(checks: dict[str, Any]) -> tuple[str, int]:
+    comfy = checks["comfyui"].values()
+    if not all(checks[name]["ok"] for name in ("database", "storage", "models")):
+        return "not_ready", 503
+    if not all(c["ok"] for c in comfy):
+        return "not_ready", 503
+    if any(c.get("missing") for c in comfy):
+        return "degraded", 200
+    return "ready", 200
+
+
+@router.get(
+    "/readyz",
+    summary="Ready to serve: database, storage and every ComfyUI server reachable with its models",
+    responses={503: {"description": "not_ready: something every render needs is missing"}},
+)
+async def readyz(request: Request, availability: AvailabilityDep) -> JSONResponse:
     settings: Settings = request.app.state.settings
-    client: httpx.AsyncClient = request.app.state.http
-    instances = settings.comfy_instances
-    db, *comfy = await asyncio.gather(_check_db(request), *(_check_comfy(client, i.url) for i in instances))
+    db, comfy = await asyncio.gather(_check_db(request), availability.report())
     try:
         await request.app.state.storage.check()
         storage: dict[str, Any] = {"ok": True}
@@ -72,10 +81,10 @@ async def readyz(request: Request) -> JSONResponse:
         "database": db,
         "storage": storage,
         "models": await asyncio.to_thread(_check_models, settings.models_marker),
-        "comfyui": {i.name: c for i, c in zip(instances, comfy, strict=True)},
+        "comfyui": comfy,
     }
-    ok = db["ok"] and storage["ok"] and checks["models"]["ok"] and all(c["ok"] for c in comfy)
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+    status, code = _status(checks)
+    return JSONResponse({"status": status, "checks": checks}, code)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import lazyload
 from backend import job_queue
 from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
 from backend.auth import CurrentDesigner, Principal
+from backend.availability import AvailabilityDep
 from backend.db import ReadSessionDep, SessionDep, reading, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload, new_id
@@ -122,7 +123,10 @@ async def _store(request: Request, session: AsyncSession, job: Job) -> JobOut:
     "/jobs",
     status_code=201,
     response_model=JobOut,
-    responses={**ERRORS, 409: {"description": "Idempotency-Key already used with a different body"}},
+    responses={
+        **ERRORS,
+        409: {"description": "Idempotency-Key reused with a different body, or no server can render it"},
+    },
     summary="Start a render",
 )
 async def create_job(
@@ -130,19 +134,22 @@ async def create_job(
     request: Request,
     session: SessionDep,
     designer: CurrentDesigner,
+    availability: AvailabilityDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     """Queue a text-to-image or sketch-to-image render. With `Idempotency-Key`, a retried POST returns
-    the job the first one created (and a different body with the same key is a 409)."""
+    the job the first one created (and a different body with the same key is a 409). A style whose
+    files no ComfyUI server of that kind has is a 409 `style_unavailable` (or `models_missing`)."""
     params = body.model_dump()
     if idempotency_key:
         existing = await _by_idempotency_key(session, designer, idempotency_key, params)
         if existing is not None:
             return existing
     job = _build_job(request, designer, params, idempotency_key=idempotency_key)
+    await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     try:
-        return await _store(request, session, job)
+        return availability.annotate(await _store(request, session, job))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -177,6 +184,7 @@ async def _by_idempotency_key(
 async def list_jobs(
     session: ReadSessionDep,
     designer: CurrentDesigner,
+    availability: AvailabilityDep,
     status: Annotated[
         list[Literal["queued", "running", "succeeded", "failed", "cancelled"]] | None, Query()
     ] = None,
@@ -206,13 +214,15 @@ async def list_jobs(
     )
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    items = [await job_view(session, j) for j in jobs]
+    items = [availability.annotate(await job_view(session, j)) for j in jobs]
     return JobPage(items=items, next_cursor=encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="One job")
-async def read_job(job_id: str, session: ReadSessionDep, designer: CurrentDesigner) -> JobOut:
-    return await job_view(session, await get_job(session, designer, job_id))
+async def read_job(
+    job_id: str, session: ReadSessionDep, designer: CurrentDesigner, availability: AvailabilityDep
+) -> JobOut:
+    return availability.annotate(await job_view(session, await get_job(session, designer, job_id)))
 
 
 @router.post(
@@ -239,7 +249,7 @@ async def cancel_job(job_id: str, session: SessionDep, designer: CurrentDesigner
     "/jobs/{job_id}/retry",
     status_code=201,
     response_model=JobOut,
-    responses=ERRORS,
+    responses={**ERRORS, 409: {"description": "no server can render it now"}},
     summary="Render again with the same settings",
 )
 async def retry_job(
@@ -247,6 +257,7 @@ async def retry_job(
     request: Request,
     session: SessionDep,
     designer: CurrentDesigner,
+    availability: AvailabilityDep,
     body: RetryRequest | None = None,
 ) -> JobOut:
     """A new job with the same parameters (and seed, unless `new_seed`)."""
@@ -256,5 +267,6 @@ async def retry_job(
     if body is not None and body.new_seed:
         params["seed"] = None
     job = _build_job(request, designer, params, retry_of=original.id)
+    await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     return await _store(request, session, job)

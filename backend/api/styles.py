@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from backend import job_queue
 from backend.auth import CurrentDesigner
+from backend.availability import AvailabilityDep
 from backend.db import ReadSessionDep
 from backend.errors import NotFound
-from backend.schemas import DesignerOut, StyleOut
+from backend.schemas import DesignerOut, StyleAvailability, StyleOut
 from contract.styles import Manifest
 
 router = APIRouter(prefix="/api", tags=["styles"])
 
 
 @router.get("/styles", response_model=list[StyleOut], summary="The styles a render can use")
-async def list_styles(request: Request, _designer: CurrentDesigner) -> list[StyleOut]:
+async def list_styles(
+    request: Request, _designer: CurrentDesigner, availability: AvailabilityDep
+) -> list[StyleOut]:
+    """Every style, each with whether the ComfyUI servers can render it now for each job kind."""
     manifest: Manifest = request.app.state.manifest
+    kinds = await availability.styles()
     return [
         StyleOut(
             id=s.id,
@@ -29,9 +36,19 @@ async def list_styles(request: Request, _designer: CurrentDesigner) -> list[Styl
             has_lora=s.has_lora,
             version=s.version,
             preview_url=f"/api/styles/{s.id}/preview",
+            **_availability_fields(kinds[s.id]),
         )
         for s in manifest.styles.values()
     ]
+
+
+def _availability_fields(kinds: dict[str, StyleAvailability]) -> dict[str, Any]:
+    reasons = list(dict.fromkeys(k.reason for k in kinds.values() if k.reason))
+    return {
+        "available": all(k.available for k in kinds.values()),
+        "unavailable_reason": " ".join(reasons) or None,
+        "kinds": kinds,
+    }
 
 
 @router.get(

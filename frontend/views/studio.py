@@ -39,7 +39,7 @@ def job_body() -> dict[str, Any]:
     """The POST /api/jobs body from the form."""
     ss = st.session_state
     body: dict[str, Any] = {
-        "kind": "sketch" if ss["w_mode"] == state.MODES[1] else "text",
+        "kind": form_kind(),
         "prompt": ss["w_prompt"],
         "negative_prompt": ss["w_negative"],
         "style": ss["w_style"],
@@ -155,18 +155,47 @@ def sketch_preview(client: ApiClient, upload: dict[str, Any]) -> None:
     st.button("Remove sketch", key="clear_sketch", on_click=_clear_sketch, icon=":material/delete:")
 
 
+def form_kind() -> str:
+    return "sketch" if st.session_state["w_mode"] == state.MODES[1] else "text"
+
+
+def unavailable_reason(style: dict[str, Any], kind: str) -> str | None:
+    """Why no server can render `kind` jobs in this style now (None: it can, or nothing says otherwise)."""
+    verdict = (style.get("kinds") or {}).get(kind) or {}
+    if verdict.get("available", True):
+        return None
+    return str(verdict.get("reason") or "No server has this style's files.")
+
+
+def usable_ids(styles: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """job kind -> the styles a render of that kind can use now."""
+    return {k: [s["id"] for s in styles if not unavailable_reason(s, k)] for k in ("text", "sketch")}
+
+
+def style_card(client: ApiClient, col: Any, style: dict[str, Any], reason: str | None) -> None:
+    try:
+        col.image(image_bytes(client, client.token, style["preview_url"]), width="stretch")
+    except ApiError:
+        col.caption("no preview yet")
+    if reason:
+        col.caption(f":material/block: **{escape(style['name'])} is unavailable.** {escape(reason)}")
+
+
 def style_picker(client: ApiClient, styles: list[dict[str, Any]]) -> None:
-    ids = [s["id"] for s in styles]
+    """A card per style; one whose files no server of this kind has shows why and cannot be picked."""
+    kind = form_kind()
+    reasons = {s["id"]: unavailable_reason(s, kind) for s in styles}
+    usable = [s for s in styles if not reasons[s["id"]]]
+    ids = [s["id"] for s in usable]
     st.markdown("**Style**")
+    for col, style in zip(st.columns(len(styles)), styles, strict=True):
+        style_card(client, col, style, reasons[style["id"]])
+    if not usable:
+        st.warning(f"No style can render {kind} jobs now; the servers lack their model files.")
+        return
     if st.session_state["w_style"] not in ids:
         st.session_state["w_style"] = "indochine" if "indochine" in ids else ids[0]
-    cols = st.columns(len(styles))
-    for col, style in zip(cols, styles, strict=True):
-        try:
-            col.image(image_bytes(client, client.token, style["preview_url"]), width="stretch")
-        except ApiError:
-            col.caption("no preview yet")
-    by_id = {s["id"]: s for s in styles}
+    by_id = {s["id"]: s for s in usable}
     st.radio(
         "Style",
         ids,
@@ -174,7 +203,7 @@ def style_picker(client: ApiClient, styles: list[dict[str, Any]]) -> None:
         horizontal=True,
         label_visibility="collapsed",
         format_func=lambda i: by_id[i]["name"],
-        captions=[s["description"] for s in styles],
+        captions=[s["description"] for s in usable],
     )
 
 
@@ -233,7 +262,7 @@ def current_render(client: ApiClient, styles: list[dict[str, Any]]) -> None:
 
 def page(client: ApiClient) -> None:
     styles = client.styles()
-    st.session_state["style_ids"] = [s["id"] for s in styles]
+    st.session_state["style_ids"] = usable_ids(styles)
     notice = st.session_state.pop("notice", None)
     if notice:
         getattr(st, notice[0])(escape(notice[1]))

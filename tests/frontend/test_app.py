@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.factories import sketch_png
+from tests.factories import fill_models, sketch_png
 from tests.support.backend import DEMO_TOKEN, DispatcherThread, Stack, start_stack
+from tests.support.comfy import NEEDS_EMULATOR, REAL_COMFYUI, EmulatorProcess, start_emulator
 from tests.support.db import sqlite_db
 from tests.support.net import free_port, wait_until
 
@@ -315,3 +316,56 @@ def test_prompts_and_messages_with_markup_are_shown_as_text(ui_stack: Stack) -> 
     at.session_state["job_id"] = job["id"]
     at.run()
     assert any(t.value == INJECTION for t in at.text)
+
+
+@pytest.fixture
+def lacking_stack(
+    tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Stack, EmulatorProcess]]:
+    """One emulator for both kinds that lacks the Indochine LoRA, and a second for sketch that is down."""
+    if REAL_COMFYUI:
+        pytest.skip(NEEDS_EMULATOR)
+    fill_models(tmp_path / "comfy", {"loras": ["minimalist_v1.safetensors"]})
+    emu = start_emulator(tmp_path / "comfy")
+    address = f"text=127.0.0.1:{emu.port},sketch=127.0.0.1:{free_port()}"
+    gen = start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, address, comfy_models_ttl_s=0.2)
+    stack: Stack = next(gen)
+    monkeypatch.setenv("BACKEND_URL", stack.url)
+    from frontend.config import get_frontend_settings
+
+    get_frontend_settings.cache_clear()
+    yield stack, emu
+    gen.close()
+    emu.kill()
+    get_frontend_settings.cache_clear()
+
+
+def test_a_style_no_server_can_render_is_shown_unavailable_with_the_reason(
+    lacking_stack: tuple[Stack, EmulatorProcess],
+) -> None:
+    _, emu = lacking_stack
+    at = signed_in()
+    style = at.radio(key="w_style")
+    assert style.options == ["Minimalist", "None"]  # not selectable
+    assert style.value == "minimalist"
+    reasons = [c.value for c in at.caption if "unavailable" in c.value]
+    assert len(reasons) == 1, [c.value for c in at.caption]
+    assert "Indochine" in reasons[0] and "indochine\\_v1\\.safetensors" in reasons[0]
+    assert f"127\\.0\\.0\\.1\\:{emu.port}" in reasons[0]
+
+
+def test_a_queued_sketch_render_says_its_server_is_down(lacking_stack: tuple[Stack, EmulatorProcess]) -> None:
+    stack, _ = lacking_stack
+    sketch_port = stack.settings.comfy_instances[1].url.rsplit(":", 1)[1]
+    with stack.client() as c:
+        upload = c.post("/api/uploads", files={"file": ("plan.png", sketch_png(), "image/png")}).json()
+        body = {"prompt": "a hall", "kind": "sketch", "style": "minimalist", "upload_id": upload["id"]}
+        job = c.post("/api/jobs", json=body).json()
+        wait_until(lambda: c.get(f"/api/jobs/{job['id']}").json()["notice"] is not None, 10)
+    at = signed_in()
+    at.session_state["compare_ids"] = [job["id"]]
+    at.run()
+    assert not at.exception, at.exception
+    (bar,) = at.progress  # the bar's text is Markdown: the backend's sentence is escaped
+    assert bar.text.startswith("Queued: position 1 in the queue · The sketch server")
+    assert f"127\\.0\\.0\\.1\\:{sketch_port}" in bar.text and "when it is back" in bar.text
