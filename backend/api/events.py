@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from backend import job_queue
+from backend import job_queries
 from backend.api.jobs import get_job
 from backend.auth import Principal, authenticate
 from backend.db import read_session
@@ -34,7 +34,7 @@ async def _position(request_app: Any, designer: Principal, job_id: str) -> tuple
     session = await read_session(request_app.state.sessionmaker)
     async with session:
         job = await get_job(session, designer, job_id)
-        return job.status, await job_queue.queue_position(session, job)
+        return job.status, await job_queries.queue_position(session, job)
 
 
 async def stream(app: Any, designer: Principal, job_id: str, after: int) -> AsyncGenerator[dict[str, Any]]:
