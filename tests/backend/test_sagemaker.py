@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -276,8 +277,11 @@ def test_two_dispatchers_share_the_notification_queue(
 
 
 # --- failures -----------------------------------------------------------------------------------------
-def test_an_adapter_error_fails_the_job_with_its_message(sm_stack: Stack, overflow: Overflow) -> None:
+def test_an_adapter_error_fails_the_job_with_its_message(
+    sm_stack: Stack, overflow: Overflow, caplog: pytest.LogCaptureFixture
+) -> None:
     overflow.emulator.set_faults(fail_next=1)
+    caplog.set_level(logging.INFO)
     with sm_stack.client() as c:
         job = c.post("/api/jobs", json=job_body()).json()
         sm_stack.drain(timeout_s=60)
@@ -285,6 +289,8 @@ def test_an_adapter_error_fails_the_job_with_its_message(sm_stack: Stack, overfl
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "sagemaker_failed"
     assert "fault injection" in done["error"]["message"], done["error"]
+    [failed] = [r for r in caplog.records if getattr(r, "action", None) == "job_failed"]
+    assert (failed.job_id, failed.node_type) == (job["id"], "KSampler")  # type: ignore[attr-defined]
     assert overflow.standin.invocations[job["id"]] == 1
     assert overflow.s3_keys(f"jobs-failure/{job['id']}/") == [f"jobs-failure/{job['id']}/invocation-1.json"]
 
