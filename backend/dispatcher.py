@@ -304,7 +304,7 @@ class Dispatcher:
                 await self.ctx.held(job_queue.unhold, job.id)
                 continue
             if ex is None:
-                await self.ctx.held(job_queue.release, job.id, reason="its executor is not configured here")
+                await self.ctx.release(job.id, "its executor is not configured here")
                 continue
             if job.id in ex.active_ids() or job.id in self._reserved.get(id(ex), ()):
                 # Our own heartbeat lapsed (a stalled database, a loaded host): the hold is ours again

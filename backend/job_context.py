@@ -148,7 +148,7 @@ class JobGateway:
         """The job's status as stored now (None: no such job), whoever holds it."""
         async with self.sessionmaker() as session:
             job = await session.get(Job, job_id)
-        return None if job is None else str(job.status)
+        return None if job is None else job.status
 
     # --- the render request -----------------------------------------------------------------------
     async def render_request(self, job: Job, place_sketch: SketchPlacer | None = None) -> RenderRequest:
