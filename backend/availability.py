@@ -27,7 +27,7 @@ File = tuple[str, str]  # (models folder, file name)
 
 
 def server_label(state: InstanceState) -> str:
-    kinds = state.instance.kinds
+    kinds = state.instance.serves
     role = next(iter(kinds)) if len(kinds) == 1 else "ComfyUI"
     return f"the {role} server {state.name}"
 
@@ -102,7 +102,7 @@ def instance_report(state: InstanceState, settings: Settings, manifest: Manifest
     takes its styles away (reported, the instance stays ok)."""
     if not state.reachable:
         return {"ok": False, "error": state.error}
-    base = sorted({f for kind in state.instance.kinds for f in base_files(settings, kind)})
+    base = sorted({f for kind in state.instance.serves for f in base_files(settings, kind)})
     loras = [("loras", name) for name in manifest.lora_files]
     missing: dict[str, list[str]] = {}
     for folder, name in base + loras:

@@ -24,7 +24,7 @@ class ComfyInstance:
     """One ComfyUI server the dispatcher may use, and which job kinds it runs."""
 
     url: str
-    kinds: frozenset[str]
+    serves: frozenset[str]  # job kinds
 
     @property
     def name(self) -> str:

@@ -1,15 +1,17 @@
-"""The dispatcher: claim → build graph → submit → follow → store → finish. `python -m backend.dispatcher`.
+"""The dispatcher: route, claim, hold, adopt. `python -m backend.dispatcher`.
 
-Several may run (on one or many hosts): claims are atomic, every running job is held by exactly one
-dispatcher through its heartbeat, and a dispatcher adopts the jobs of one that stopped heartbeating
-(reconciling them with ComfyUI by prompt_id before anything else). Executors do the talking to the
-ML tier (`backend/executors/`); this module only decides what runs where, and keeps the holds alive.
+Several may run (on one or many hosts): claims are atomic (`backend.claims`), every running job is held
+by exactly one dispatcher through its heartbeat, and a dispatcher adopts the jobs of one that stopped
+heartbeating. The executors (`backend/executors/`) do the rest of a job's life: they build its render
+request, submit, follow, store and finish it, and reconcile an adopted job with their ML tier by its
+id before anything else, all through the `JobGateway` (`backend/job_context.py`) this module gives
+them. This module only decides what runs where, and keeps the holds alive.
 
 Routing (DISPATCH_ROUTING): `comfy_first` fills the ComfyUI instances first and gives the SageMaker
 executor a job of a kind only when every ComfyUI instance for that kind is full or unavailable and more
 than SAGEMAKER_OVERFLOW_BACKLOG jobs of it are claimable (a kind no instance serves goes to SageMaker
 at once); `comfy_only` and `sagemaker_only` use one tier. One claim (one transaction) fills all the
-free slots of an executor (`job_queue.claim_batch`); a slot is reserved synchronously when a job task
+free slots of an executor (`claims.claim_batch`); a slot is reserved synchronously when a job task
 is spawned, so a pass never claims more jobs than an executor has slots.
 
 An idle dispatcher looks for work when a job is queued (`backend.notify`: PostgreSQL NOTIFY, or a
@@ -31,12 +33,13 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend import job_queue, notify
+from backend import claims, job_queries, job_queue, notify
 from backend.config import Settings, get_settings
 from backend.db import SessionMaker, is_connection_error, make_engine, make_sessionmaker, read_session
-from backend.executors.base import Executor, JobContext
+from backend.executors.base import Executor
 from backend.executors.comfy import ComfyExecutor
 from backend.executors.sagemaker import SageMakerExecutor
+from backend.job_context import JobGateway
 from backend.logs import configure_logging
 from backend.models import Job
 from backend.notify import Notifier
@@ -60,7 +63,7 @@ class NoExecutor(RuntimeError):
     """The settings name no ML tier this dispatcher could use."""
 
 
-def make_executors(ctx: JobContext) -> list[Executor]:
+def make_executors(ctx: JobGateway) -> list[Executor]:
     """The executors DISPATCH_ROUTING asks for; NoExecutor when that leaves none."""
     s = ctx.settings
     routing = s.dispatch_routing
@@ -92,7 +95,7 @@ class Dispatcher:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.worker_id = worker_id or make_worker_id()
-        self.ctx = JobContext(settings, sessionmaker, storage, manifest, self.worker_id)
+        self.ctx = JobGateway(settings, sessionmaker, storage, manifest, self.worker_id)
         self.executors: list[Executor] = (
             list(executors) if executors is not None else make_executors(self.ctx)
         )
@@ -138,7 +141,7 @@ class Dispatcher:
 
     def on_job_queued(self, kind: str) -> None:
         """`backend.notify` listener: a job of `kind` was queued."""
-        if any(kind in ex.kinds for ex in self.executors):
+        if any(kind in ex.serves for ex in self.executors):
             self._woken.set()
 
     def _notifier(self) -> Notifier | None:
@@ -147,7 +150,7 @@ class Dispatcher:
 
     # --- the loop ----------------------------------------------------------------------------------
     async def _loop(self, until_idle: bool) -> None:
-        kinds = sorted({k for ex in self.executors for k in ex.kinds})
+        kinds = sorted({k for ex in self.executors for k in ex.serves})
         last_adopt = time.monotonic()
         db_delay = 0.0
         while not self.stopping.is_set():
@@ -185,13 +188,13 @@ class Dispatcher:
     async def _has_work(self, kinds: Sequence[str]) -> bool:
         session = await read_session(self.sessionmaker)
         async with session:
-            return await job_queue.has_claimable(session, kinds)
+            return await claims.has_claimable(session, kinds)
 
     def _free(self, ex: Executor) -> int:
         return ex.free_slots() - len(self._reserved.get(id(ex), ()))
 
     def _is_overflow(self, ex: Executor) -> bool:
-        return ex.kind_name == SageMakerExecutor.kind_name
+        return ex.executor_type == SageMakerExecutor.executor_type
 
     async def _fill(self, kinds: Sequence[str], *, look_first: bool = True) -> bool:
         """Fill every available executor's free slots, one claim (one transaction) per executor; True if
@@ -205,15 +208,15 @@ class Dispatcher:
         for ex in sorted(ready, key=lambda e: (self._is_overflow(e), -self._free(e))):
             free = self._free(ex)
             ex_kinds, limit = (
-                await self._overflow_share(ex, free) if self._is_overflow(ex) else (sorted(ex.kinds), free)
+                await self._overflow_share(ex, free) if self._is_overflow(ex) else (sorted(ex.serves), free)
             )
             if limit <= 0 or not ex_kinds:
                 continue
             jobs = await self.ctx.transition(
-                job_queue.claim_batch,
+                claims.claim_batch,
                 worker_id=self.worker_id,
                 kinds=ex_kinds,
-                executor=ex.kind_name,
+                executor=ex.executor_type,
                 instance=ex.name,
                 limit=limit,
                 preferred_lora=ex.preferred_lora(),
@@ -234,13 +237,13 @@ class Dispatcher:
         a kind no available ComfyUI instance serves goes there freely; otherwise only the backlog past
         SAGEMAKER_OVERFLOW_BACKLOG, once every instance serving the kind is full."""
         if self.settings.dispatch_routing == "sagemaker_only":
-            return sorted(ex.kinds), free
+            return sorted(ex.serves), free
         direct = [e for e in self.executors if not self._is_overflow(e)]
         backlog: dict[str, int] | None = None
         kinds: list[str] = []
         share = 0
-        for kind in sorted(ex.kinds):
-            serving = [e for e in direct if kind in e.kinds]
+        for kind in sorted(ex.serves):
+            serving = [e for e in direct if kind in e.serves]
             if not serving:
                 kinds.append(kind)
                 share = free
@@ -250,7 +253,7 @@ class Dispatcher:
             if backlog is None:
                 session = await read_session(self.sessionmaker)
                 async with session:
-                    backlog = await job_queue.count_claimable(session, sorted(ex.kinds))
+                    backlog = await claims.count_claimable(session, sorted(ex.serves))
             excess = backlog.get(kind, 0) - self.settings.sagemaker_overflow_backlog
             if excess > 0:
                 kinds.append(kind)
@@ -281,7 +284,7 @@ class Dispatcher:
     # --- adoption and holds ------------------------------------------------------------------------
     def _executor_for(self, job: Job) -> Executor | None:
         for ex in self.executors:
-            if ex.name == job.instance and ex.kind_name == job.executor:
+            if ex.name == job.instance and ex.executor_type == job.executor:
                 return ex
         return None
 
@@ -296,12 +299,12 @@ class Dispatcher:
                 job.instance,
                 extra={"action": "job_adopted", "job_id": job.id},
             )
-            if ex is None and job.executor == SageMakerExecutor.kind_name:
+            if ex is None and job.executor == SageMakerExecutor.executor_type:
                 # Queued at SageMaker: back in the queue it could run twice; a dispatcher with it adopts it.
                 await self.ctx.held(job_queue.unhold, job.id)
                 continue
             if ex is None:
-                await self.ctx.held(job_queue.release, job.id, reason="its executor is not configured here")
+                await self.ctx.release(job.id, "its executor is not configured here")
                 continue
             if job.id in ex.active_ids() or job.id in self._reserved.get(id(ex), ()):
                 # Our own heartbeat lapsed (a stalled database, a loaded host): the hold is ours again
@@ -328,7 +331,7 @@ class Dispatcher:
                 else:
                     session = await read_session(self.sessionmaker)
                     async with session:
-                        cancelled = await job_queue.cancel_flags(session, list(owner))
+                        cancelled = await job_queries.cancel_flags(session, list(owner))
                 for jid in cancelled:
                     owner[jid].on_cancel_requested(jid)
             except Exception:
@@ -348,7 +351,7 @@ class Dispatcher:
 
 
 async def serve(
-    settings: Settings, executors_for: Callable[[JobContext], Sequence[Executor]] = make_executors
+    settings: Settings, executors_for: Callable[[JobGateway], Sequence[Executor]] = make_executors
 ) -> None:
     """Run one dispatcher until SIGTERM / SIGINT; `executors_for` builds its executors from its context."""
     engine = make_engine(settings)

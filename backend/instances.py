@@ -77,7 +77,7 @@ class Snapshot:
     taken_at: float
 
     def serving(self, kind: str) -> list[InstanceState]:
-        return [s for s in self.states if kind in s.instance.kinds]
+        return [s for s in self.states if kind in s.instance.serves]
 
 
 class InstanceMonitor:

@@ -1,6 +1,7 @@
 """SQLAlchemy 2 tables: Designer, Upload, Job, JobEvent, Image.
 
-The schema only changes through Alembic (`backend/migrations/`). Only `job_queue.py` changes a job's status.
+The schema only changes through Alembic (`backend/migrations/`). Only `job_queue.py` (and `claims.py`, for
+the claim) changes a job's status.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Figure 4: jobs claimed per second by 1, 2 and 4 dispatchers from one backlog, with none claimed twice.
 
-Each dispatcher is a process calling `job_queue.claim_batch` through `JobContext.transition`, as the
+Each dispatcher is a process calling `claims.claim_batch` through `JobGateway.transition`, as the
 dispatcher's loop does (preferring the LoRA of the job it claimed last, so the affinity window is in
 play), until the queue is empty or the run's time is up; nothing is submitted anywhere. A dispatcher
 fills all its free slots with one claim: each has `claim_slots` free (8, the default
@@ -29,10 +29,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend import job_queue
+from backend import claims, job_queue
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
-from backend.executors.base import JobContext
+from backend.job_context import JobGateway
 from backend.migrate import upgrade
 from backend.models import Designer, Job, JobEvent, JobStatus, new_id, utcnow
 from backend.storage import make_storage
@@ -109,7 +109,7 @@ def prepare(settings: Settings, backlog: int) -> list[str]:
 
 async def _claim_all(settings: Settings, worker_id: str, start: Any, seconds: float, slots: int) -> Outcome:
     engine = make_engine(settings)
-    ctx = JobContext(settings, make_sessionmaker(engine), make_storage(settings), load_manifest(), worker_id)
+    ctx = JobGateway(settings, make_sessionmaker(engine), make_storage(settings), load_manifest(), worker_id)
     out = Outcome(worker_id)
     try:
         async with engine.connect():  # open the connection before the clock starts
@@ -119,7 +119,7 @@ async def _claim_all(settings: Settings, worker_id: str, start: Any, seconds: fl
         preferred: str | None = None
         while time.monotonic() - out.started < seconds:
             jobs = await ctx.transition(
-                job_queue.claim_batch,
+                claims.claim_batch,
                 worker_id=worker_id,
                 kinds=["sketch", "text"],
                 executor="comfy",
@@ -144,7 +144,7 @@ async def _touch(session: AsyncSession, job_id: str) -> str | None:
 
 async def _bare_transactions(settings: Settings, ids: Sequence[str], seconds: float) -> float:
     engine = make_engine(settings)
-    ctx = JobContext(settings, make_sessionmaker(engine), make_storage(settings), load_manifest(), "bare")
+    ctx = JobGateway(settings, make_sessionmaker(engine), make_storage(settings), load_manifest(), "bare")
     try:
         async with engine.connect():
             pass

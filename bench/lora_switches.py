@@ -3,7 +3,7 @@
 The backlog (Indochine, Minimalist, none, interleaved) is posted to the API, then one dispatcher feeds
 two emulators (55 ms a step, 300 ms a LoRA load, the emulator's default; no checkpoint load time). The
 emulators count the LoRA loads. Measured: the production dispatcher, which prefers a job using the LoRA
-its instance has loaded (`job_queue.AFFINITY_WINDOW`). Baseline: the same dispatcher taking the head
+its instance has loaded (`claims.AFFINITY_WINDOW`). Baseline: the same dispatcher taking the head
 of the queue every time (`python -m bench.naive_dispatcher`). A `none` job loads no LoRA and leaves the
 loaded one in place, as ComfyUI does.
 """

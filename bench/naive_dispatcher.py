@@ -7,8 +7,9 @@ import asyncio
 
 from backend.config import get_settings
 from backend.dispatcher import serve
-from backend.executors.base import Executor, JobContext
+from backend.executors.base import Executor
 from backend.executors.comfy import ComfyExecutor
+from backend.job_context import JobGateway
 from backend.logs import configure_logging
 
 
@@ -19,7 +20,7 @@ class HeadOfQueueExecutor(ComfyExecutor):
         return None
 
 
-def head_of_queue_executors(ctx: JobContext) -> list[Executor]:
+def head_of_queue_executors(ctx: JobGateway) -> list[Executor]:
     return [HeadOfQueueExecutor(ctx, instance) for instance in ctx.settings.comfy_instances]
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from backend import job_queue
+from backend import job_queries
 from backend.errors import InvalidInput
 from backend.models import Image, Job, JobStatus
 from backend.schemas import ErrorInfo, ImageOut, JobOut, Progress
@@ -66,7 +66,7 @@ async def load_images(session: AsyncSession, job: Job) -> None:
 async def job_view(session: AsyncSession, job: Job) -> JobOut:
     """The job as the API shows it (images loaded, queue position computed) inside the open transaction."""
     await load_images(session, job)
-    return job_out(job, await job_queue.queue_position(session, job))
+    return job_out(job, await job_queries.queue_position(session, job))
 
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from backend import job_queue
+from backend import job_queries
 from backend.api.jobs import get_job
 from backend.auth import Principal, authenticate
 from backend.availability import availability_of
@@ -37,7 +37,7 @@ async def _position(request_app: Any, designer: Principal, job_id: str) -> tuple
     session = await read_session(request_app.state.sessionmaker)
     async with session:
         job = await get_job(session, designer, job_id)
-        position = await job_queue.queue_position(session, job)
+        position = await job_queries.queue_position(session, job)
     notice = availability_of(request_app).notice(job.kind) if position is not None else None
     return job.status, position, notice and notice.model_dump()
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import lazyload
 
-from backend import job_queue
+from backend import job_queries, job_queue
 from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
 from backend.auth import CurrentDesigner, Principal
 from backend.availability import AvailabilityDep
@@ -112,10 +112,10 @@ async def _store(request: Request, session: AsyncSession, job: Job) -> JobOut:
                 code="too_many_active_jobs",
             )
         if not settings.is_sqlite:
-            position = await job_queue.queue_position(session, job)
+            position = await job_queries.queue_position(session, job)
     if settings.is_sqlite:
         async with reading(session):
-            position = await job_queue.queue_position(session, job)
+            position = await job_queries.queue_position(session, job)
     return job_out(job, position)
 
 

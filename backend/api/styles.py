@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from backend import job_queue
+from backend import job_queries
 from backend.auth import CurrentDesigner
 from backend.availability import AvailabilityDep
 from backend.db import ReadSessionDep
@@ -72,6 +72,6 @@ async def me(request: Request, session: ReadSessionDep, designer: CurrentDesigne
     return DesignerOut(
         id=designer.id,
         name=designer.name,
-        active_jobs=await job_queue.active_jobs(session, designer.id),
+        active_jobs=await job_queries.active_jobs(session, designer.id),
         max_active_jobs=request.app.state.settings.max_active_jobs_per_designer,
     )

@@ -17,10 +17,11 @@ from typing import Any
 
 import httpx
 
-from backend import job_queue
 from backend.config import ComfyInstance
-from backend.executors.base import Followed, FollowedJobs, JobContext, RenderOutput
+from backend.executors.base import Followed, FollowedJobs
+from backend.job_context import JobGateway, RenderOutput
 from backend.models import Job
+from backend.render_request import InvalidJob, Sketch
 from contract.comfy_client import (
     ComfyClient,
     ComfyExecutionFailed,
@@ -29,7 +30,7 @@ from contract.comfy_client import (
     execution_failure,
     was_interrupted,
 )
-from contract.graphs import SAMPLER, SAVE, GraphError
+from contract.graphs import SAMPLER, SAVE
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,13 @@ class Active(Followed):
 
 
 class ComfyExecutor(FollowedJobs[Active]):
-    kind_name = "comfy"
+    executor_type = "comfy"
 
-    def __init__(self, ctx: JobContext, instance: ComfyInstance) -> None:
+    def __init__(self, ctx: JobGateway, instance: ComfyInstance) -> None:
         super().__init__(ctx, 1 + ctx.settings.comfy_prequeue)
         self.instance = instance
         self.name = instance.name
-        self.kinds = instance.kinds
+        self.serves = instance.serves
         self.client = ComfyClient(instance.url, f"studio-{ctx.worker_id}", ctx.settings.comfy_timeout_s)
         self.ws_up = False
         self.down_since: float | None = None
@@ -163,27 +164,20 @@ class ComfyExecutor(FollowedJobs[Active]):
         if await self._submit(a):
             await self._follow(a)
 
-    async def _graph(self, job: Job) -> dict[str, Any]:
-        if job.kind != "sketch":
-            return self.ctx.graph_for(job)
-        assert job.upload_id is not None
-        upload, data = await self.ctx.load_upload(job.upload_id)
-        name = await self.client.upload_image(data, f"{upload.sha256}.png", "sketches")
-        return self.ctx.graph_for(job, name, upload.dark_lines)
+    async def _upload_sketch(self, sketch: Sketch) -> str:
+        return await self.client.upload_image(sketch.png, sketch.filename, sketch.subfolder)
 
     async def _submit(self, a: Active) -> bool:
         """Send the job's graph; False when the job ended or went back to the queue instead."""
         job = a.job
         try:
-            graph = await self._graph(job)
-            extra = {"extra_pnginfo": {"studio_job": {"id": job.id, "style": job.style}}}
-            await self.client.submit(graph, job.id, extra)
-        except (GraphError, LookupError) as exc:
-            await self.ctx.held(job_queue.fail, job.id, "invalid_job", str(exc))
+            request = await self.ctx.render_request(job, self._upload_sketch)
+            await self.client.submit(request.graph, job.id, request.extra_data)
+        except InvalidJob as exc:
+            await self.ctx.fail(job.id, "invalid_job", str(exc))
             return False
         except ComfyRejected as exc:
-            logger.warning("job %s rejected by ComfyUI: %s", job.id, exc, extra={"action": "job_failed"})
-            await self.ctx.held(job_queue.fail, job.id, "comfy_rejected", str(exc))
+            await self.ctx.fail(job.id, "comfy_rejected", str(exc))
             return False
         except ComfyUnreachable as exc:
             if isinstance(exc.__cause__, httpx.ConnectError):
@@ -193,9 +187,7 @@ class ComfyExecutor(FollowedJobs[Active]):
                 return False
             logger.warning("job %s: submit outcome unknown (%s); reconciling", job.id, exc)
             return True
-        held = await self.ctx.held(
-            job_queue.mark_submitted, job.id, graph=graph, external={"instance": self.name}
-        )
+        held = await self.ctx.submitted(job.id, request.graph, {"instance": self.name})
         if held is None:
             return False
         a.job, a.submitted_mono = held, time.monotonic()
@@ -206,7 +198,7 @@ class ComfyExecutor(FollowedJobs[Active]):
         return True
 
     async def _release(self, a: Active, reason: str, delay_s: float = 0.0, forget: bool = False) -> None:
-        await self.ctx.held(job_queue.release, a.job.id, reason=reason, delay_s=delay_s)
+        await self.ctx.release(a.job.id, reason, delay_s)
         if forget:
             a.lease_lost = True
             a.wake.set()
@@ -238,12 +230,12 @@ class ComfyExecutor(FollowedJobs[Active]):
     async def _record_progress(self, a: Active) -> None:
         if a.started and not a.started_recorded:
             a.started_recorded = True
-            await self.ctx.held(job_queue.mark_started, a.job.id)
+            await self.ctx.started(a.job.id)
         value, maximum = a.progress
         due = time.monotonic() - a.progress_recorded_at >= self.ctx.settings.progress_min_interval_s
         if a.progress != a.progress_recorded and (due or value == maximum):
             a.progress_recorded, a.progress_recorded_at = a.progress, time.monotonic()
-            if not await self.ctx.held(job_queue.record_progress, a.job.id, value, maximum):
+            if not await self.ctx.progress(a.job.id, value, maximum):
                 a.lease_lost = True
 
     async def _cancel(self, a: Active) -> None:
@@ -286,11 +278,11 @@ class ComfyExecutor(FollowedJobs[Active]):
         """In neither queue nor history: ComfyUI restarted (or the cancel deleted it)."""
         job = a.job
         if a.cancel_requested:
-            await self.ctx.held(job_queue.mark_cancelled, job.id)
+            await self.ctx.cancelled(job.id)
             return True
         if job.attempts >= self.ctx.settings.max_attempts:
             msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
-            await self.ctx.held(job_queue.fail, job.id, "comfy_lost_job", msg)
+            await self.ctx.fail(job.id, "comfy_lost_job", msg)
             return True
         logger.warning(
             "job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"}
@@ -311,7 +303,7 @@ class ComfyExecutor(FollowedJobs[Active]):
                 return await self._failed(a, failure)
             if was_interrupted(entry) or not entry.get("status", {}).get("completed", False):
                 if a.cancel_requested:
-                    await self.ctx.held(job_queue.mark_cancelled, job.id)
+                    await self.ctx.cancelled(job.id)
                     return True
                 return await self._lost(a)
             outputs = await self._fetch_outputs(entry)
@@ -331,7 +323,9 @@ class ComfyExecutor(FollowedJobs[Active]):
             a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
             return not await self._submit(a)
         code = "comfy_out_of_memory" if failure.is_oom else "comfy_execution_error"
-        await self.ctx.held(job_queue.fail, a.job.id, code, str(failure))
+        await self.ctx.fail(
+            a.job.id, code, str(failure), node_id=failure.node_id, node_type=failure.node_type
+        )
         return True
 
     async def _fetch_outputs(self, entry: dict[str, Any]) -> list[RenderOutput]:

@@ -26,8 +26,8 @@ at once; after it, the job is followed to its end (so SAGEMAKER_MAX_IN_FLIGHT ke
 work really under way) and then marked cancelled without storing anything.
 
 Events are coarse: `submitted` per invocation, `started` when SageMaker accepts it, then the end.
-Test hook: STUDIO_TEST_SAGEMAKER_KILL_AT=uploaded|invoked SIGKILLs this process right after the input
-upload, or right after InvokeEndpointAsync answered (before the answer is recorded).
+Every change of job state goes through the `JobGateway` (`backend/job_context.py`), which also builds
+the request (the same render request the ComfyUI executor sends, with the sketch inside it).
 """
 
 from __future__ import annotations
@@ -38,34 +38,26 @@ import binascii
 import contextlib
 import json
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from backend import job_queue
-from backend.executors.base import Followed, FollowedJobs, JobContext, RenderOutput
+from backend.executors.base import Followed, FollowedJobs
+from backend.job_context import JobGateway, RenderOutput
 from backend.models import Job, JobStatus
-from contract.graphs import GraphError
+from backend.render_request import InvalidJob
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "input.json"
-KINDS = frozenset({"text", "sketch"})
+SERVES = frozenset({"text", "sketch"})  # job kinds: the adapter renders both
 SQS_WAIT_S = 2  # long-poll length: short, so that a stopping dispatcher is not held up
 SQS_ERROR_BACKOFF_S = 2.0
 EXPIRY_GRACE_S = 2.0  # on top of TTL + timeout before an invocation with no result counts as lost
 INVOKE_BACKOFF_S = 2.0  # SageMaker refused an invocation: the job waits this long in the queue
 UNAVAILABLE_S = 5.0  # ... and this executor takes no job for this long
 S3_RETRY_S = 1.0
-KILL_AT_ENV = "STUDIO_TEST_SAGEMAKER_KILL_AT"
-
-
-def _kill_point(name: str) -> None:
-    if os.environ.get(KILL_AT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -116,16 +108,16 @@ def _age_s(iso: str) -> float:
 
 
 class SageMakerExecutor(FollowedJobs[Active]):
-    kind_name = "sagemaker"
+    executor_type = "sagemaker"
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobGateway) -> None:
         settings = ctx.settings
         if not settings.sagemaker_bucket:
             raise ValueError("SAGEMAKER_BUCKET must be set when SAGEMAKER_ENDPOINT_NAME is")
         super().__init__(ctx, settings.sagemaker_max_in_flight)
         self.settings = settings
         self.name = settings.sagemaker_endpoint_name
-        self.kinds = KINDS
+        self.serves = SERVES
         self.bucket = settings.sagemaker_bucket
         self.draining = False
         self.ready = False
@@ -238,10 +230,9 @@ class SageMakerExecutor(FollowedJobs[Active]):
             a.failure_reason = str(note.get("failureReason") or a.failure_reason)
             a.wake.set()
             return True
-        async with self.ctx.sessionmaker() as session:
-            job = await session.get(Job, job_id)
+        status = await self.ctx.job_status(job_id)
         # Held by another dispatcher: leave it to come back to that one (its S3 check covers a loss).
-        return job is None or job.status != JobStatus.running
+        return status is None or status != JobStatus.running
 
     # --- jobs ---------------------------------------------------------------------------------------
     async def run_job(self, job: Job) -> None:
@@ -264,23 +255,6 @@ class SageMakerExecutor(FollowedJobs[Active]):
         return [dict(i) for i in invs if isinstance(i, dict)]
 
     # --- invoking -----------------------------------------------------------------------------------
-    async def _payload(self, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the adapter's request, the graph)."""
-        extra = {"extra_pnginfo": {"studio_job": {"id": job.id, "style": job.style}}}
-        if job.kind != "sketch":
-            graph = self.ctx.graph_for(job)
-            return {"job_id": job.id, "graph": graph, "extra_data": extra, "sketch": None}, graph
-        assert job.upload_id is not None
-        upload, data = await self.ctx.load_upload(job.upload_id)
-        filename = f"{upload.sha256}.png"
-        graph = self.ctx.graph_for(job, f"sketches/{filename}", upload.dark_lines)
-        sketch = {
-            "subfolder": "sketches",
-            "filename": filename,
-            "png_base64": base64.b64encode(data).decode(),
-        }
-        return {"job_id": job.id, "graph": graph, "extra_data": extra, "sketch": sketch}, graph
-
     def _predicted(self, job_id: str, filename: str) -> tuple[str, str]:
         s = self.settings
         return (
@@ -314,7 +288,6 @@ class SageMakerExecutor(FollowedJobs[Active]):
         if prepared is None:
             return False
         input_uri, graph = prepared
-        _kill_point("uploaded")
         job = a.job
         invs = self._invocations(job)
         filename = f"invocation-{len(invs) + 1}.json"
@@ -328,7 +301,7 @@ class SageMakerExecutor(FollowedJobs[Active]):
             "state": "intent",
         }
         external = {**(job.external or {}), "input": input_uri, "invocations": [*invs, inv]}
-        held = await self.ctx.held(job_queue.mark_submitted, job.id, graph=graph, external=external)
+        held = await self.ctx.submitted(job.id, graph, external)
         if held is None:
             return False
         a.job = held
@@ -340,25 +313,23 @@ class SageMakerExecutor(FollowedJobs[Active]):
 
         job = a.job
         if a.cancel_requested:
-            await self.ctx.held(job_queue.mark_cancelled, job.id)
+            await self.ctx.cancelled(job.id)
             return None
         if job.attempts >= self.settings.max_attempts:
             msg = f"SageMaker returned no result for {job.attempts} invocations; giving up."
-            await self.ctx.held(job_queue.fail, job.id, "sagemaker_no_result", msg)
+            await self.ctx.fail(job.id, "sagemaker_no_result", msg)
             return None
         try:
-            payload, graph = await self._payload(job)
-        except (GraphError, LookupError) as exc:
-            await self.ctx.held(job_queue.fail, job.id, "invalid_job", str(exc))
+            request = await self.ctx.render_request(job)
+        except InvalidJob as exc:
+            await self.ctx.fail(job.id, "invalid_job", str(exc))
             return None
         try:
-            return await self._put_input(job.id, payload), graph
+            return await self._put_input(job.id, request.payload()), request.graph
         except (BotoCoreError, ClientError) as exc:
             logger.warning("job %s: input upload failed (%s); back to the queue", job.id, exc)
             self._back_off()
-            await self.ctx.held(
-                job_queue.release, job.id, reason="SageMaker input upload failed", delay_s=INVOKE_BACKOFF_S
-            )
+            await self.ctx.release(job.id, "SageMaker input upload failed", INVOKE_BACKOFF_S)
             return None
 
     async def _call(self, a: Active, inv: dict[str, Any], external: dict[str, Any]) -> bool:
@@ -388,31 +359,28 @@ class SageMakerExecutor(FollowedJobs[Active]):
             # An error answer (or no connection at all): nothing was queued at SageMaker.
             logger.warning("job %s: SageMaker refused the invocation: %s", job.id, exc)
             inv["state"] = "refused"
-            await self.ctx.held(job_queue.record_external, job.id, external)
+            await self.ctx.external(job.id, external)
             self._back_off()
-            await self.ctx.held(
-                job_queue.release, job.id, reason=f"SageMaker refused: {exc}", delay_s=INVOKE_BACKOFF_S
-            )
+            await self.ctx.release(job.id, f"SageMaker refused: {exc}", INVOKE_BACKOFF_S)
             return False
         except BotoCoreError as exc:
             # Sent, but no answer (read timeout...): maybe queued; the follow loop finds out.
             logger.warning("job %s: invocation outcome unknown (%s); following it", job.id, exc)
             return True
-        _kill_point("invoked")
         inv.update(
             state="accepted",
             output_location=answer.get("OutputLocation") or inv["output_location"],
             failure_location=answer.get("FailureLocation") or inv["failure_location"],
         )
         a.invoked_mono = time.monotonic()
-        recorded = await self.ctx.held(job_queue.record_external, job.id, external)
+        recorded = await self.ctx.external(job.id, external)
         if recorded is None:
             return False
         a.job = recorded
         logger.info(
             "job %s invoked on %s", job.id, self.name, extra={"action": "job_submitted", "job_id": job.id}
         )
-        return await self.ctx.held(job_queue.mark_started, job.id)
+        return await self.ctx.started(job.id)
 
     def _back_off(self) -> None:
         self.unavailable_until = time.monotonic() + UNAVAILABLE_S
@@ -459,7 +427,7 @@ class SageMakerExecutor(FollowedJobs[Active]):
         if invs and _age_s(str(invs[-1].get("at", ""))) < self._expiry_s():
             return False
         if a.cancel_requested:
-            await self.ctx.held(job_queue.mark_cancelled, a.job.id)
+            await self.ctx.cancelled(a.job.id)
             return True
         logger.warning(
             "job %s: no result from SageMaker within TTL + timeout; invoking again",
@@ -492,7 +460,7 @@ class SageMakerExecutor(FollowedJobs[Active]):
     async def _collect(self, a: Active, body: bytes) -> bool:
         job = a.job
         if a.cancel_requested:
-            await self.ctx.held(job_queue.mark_cancelled, job.id)
+            await self.ctx.cancelled(job.id)
             return True
         try:
             answer = json.loads(body)
@@ -503,7 +471,7 @@ class SageMakerExecutor(FollowedJobs[Active]):
             render_s = float((answer.get("timings") or {}).get("render_s") or 0.0)
         except (ValueError, TypeError, KeyError, AttributeError, binascii.Error) as exc:
             msg = f"SageMaker returned an unreadable result: {exc}"
-            await self.ctx.held(job_queue.fail, job.id, "sagemaker_bad_output", msg)
+            await self.ctx.fail(job.id, "sagemaker_bad_output", msg)
             return True
         outputs.sort(key=lambda o: o.index)
         await self.ctx.complete(job, outputs, render_s or time.monotonic() - a.invoked_mono)
@@ -512,18 +480,20 @@ class SageMakerExecutor(FollowedJobs[Active]):
     async def _failed(self, a: Active, body: bytes) -> bool:
         job = a.job
         if a.cancel_requested:
-            await self.ctx.held(job_queue.mark_cancelled, job.id)
+            await self.ctx.cancelled(job.id)
             return True
         message = a.failure_reason or "The SageMaker endpoint failed the render."
+        error: dict[str, Any] = {}
         with contextlib.suppress(ValueError, TypeError, AttributeError):
-            error = json.loads(body).get("error") or {}
+            error = dict(json.loads(body).get("error") or {})
             if error.get("message"):
                 message = str(error["message"])
-        logger.warning(
-            "job %s failed on SageMaker: %s",
+        node_id, node_type = error.get("node_id"), error.get("node_type")
+        await self.ctx.fail(
             job.id,
+            "sagemaker_failed",
             message,
-            extra={"action": "job_failed", "job_id": job.id},
+            node_id=None if node_id is None else str(node_id),
+            node_type=None if node_type is None else str(node_type),
         )
-        await self.ctx.held(job_queue.fail, job.id, "sagemaker_failed", message)
         return True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import job_queue, notify
+from backend import claims, job_queue, notify
 from backend.auth import hash_token
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
@@ -103,9 +103,7 @@ async def test_claims_and_requeues_are_heard(two_processes) -> None:
         job = await job_queue.enqueue(s, new_job("text"))
     assert job is not None
     async with maker() as s, s.begin():
-        claimed = await job_queue.claim_next(
-            s, worker_id="w", kinds=["text"], executor="comfyui", instance="a"
-        )
+        claimed = await claims.claim_next(s, worker_id="w", kinds=["text"], executor="comfyui", instance="a")
     assert claimed is not None and claimed.id == job.id
     other.items.clear()
     async with maker() as s, s.begin():

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,14 +27,15 @@ from sqlalchemy import select
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
 from backend.dispatcher import NoExecutor, make_executors
-from backend.executors.base import JobContext
-from backend.executors.sagemaker import KILL_AT_ENV, SageMakerExecutor, parse_notification
+from backend.executors.sagemaker import INPUT_NAME, SageMakerExecutor, parse_notification
+from backend.job_context import JobGateway
 from backend.models import Image, Job
 from tests.backend.test_dispatch import job_status, wait_status
 from tests.factories import job_body, sketch_png
 from tests.support.aws import MotoServer
-from tests.support.backend import ROOT, Stack, start_stack
+from tests.support.backend import ROOT, DispatcherProcess, Stack, start_stack
 from tests.support.comfy import EmulatorProcess
+from tests.support.fault_proxy import FaultProxy
 from tests.support.net import wait_until
 from tests.support.sagemaker_adapter import AdapterProcess, start_adapter
 from tests.support.sagemaker_async import (
@@ -164,15 +167,40 @@ def test_text_and_sketch_jobs_render_through_sagemaker(sm_stack: Stack, overflow
 
 
 # --- crashes ------------------------------------------------------------------------------------------
+def _run_until_killed(stack: Stack, overflow: Overflow, kill_at: str) -> DispatcherProcess:
+    """A dispatcher process SIGKILLed from outside: once its request's input is stored on S3 (the proxy
+    in front of moto sees the PUT go through), or once SageMaker accepted its invocation (the stand-in
+    kills it before answering); either way before it recorded what it did."""
+    if kill_at == "invoked":
+        first = stack.dispatcher_process("d1")
+        overflow.standin.on_invoke = lambda _: first.kill()
+        first.start()
+        assert first.proc is not None
+        first.proc.wait(timeout=60)
+        overflow.standin.on_invoke = None
+        return first
+    with FaultProxy(overflow.moto.endpoint_url) as proxy:
+        first = stack.dispatcher_process("d1", aws_endpoint_url=proxy.url)
+        proxy.after("PUT", f"/{INPUT_NAME}", first.kill)
+        first.start()
+        assert first.proc is not None
+        first.proc.wait(timeout=60)
+        assert len(proxy.fired) == 1, first.log()
+    return first
+
+
 def _killed_then_resumed(stack: Stack, overflow: Overflow, kill_at: str | None) -> tuple[dict, str]:
     """A job; a dispatcher process that dies (at `kill_at`, or SIGKILLed once the request runs); a second."""
     with stack.client() as c:
         job = c.post("/api/jobs", json=job_body()).json()
-        first = stack.dispatcher_process("d1", extra_env={KILL_AT_ENV: kill_at} if kill_at else None).start()
         if kill_at:
-            assert first.proc is not None
-            first.proc.wait(timeout=60)
+            first = _run_until_killed(stack, overflow, kill_at)
+            assert first.proc is not None and first.proc.returncode == -signal.SIGKILL, first.log()
+            [(killed, _)] = job_rows(stack.settings).values()
+            recorded = [i["state"] for i in (killed.external or {}).get("invocations", [])]
+            assert recorded == ([] if kill_at == "uploaded" else ["intent"]), killed.external
         else:
+            first = stack.dispatcher_process("d1").start()
             wait_until(lambda: overflow.standin.processed[job["id"]] == 1, 30, what="the request to run")
             first.kill()
         second = stack.dispatcher_process("d2").start()
@@ -249,8 +277,11 @@ def test_two_dispatchers_share_the_notification_queue(
 
 
 # --- failures -----------------------------------------------------------------------------------------
-def test_an_adapter_error_fails_the_job_with_its_message(sm_stack: Stack, overflow: Overflow) -> None:
+def test_an_adapter_error_fails_the_job_with_its_message(
+    sm_stack: Stack, overflow: Overflow, caplog: pytest.LogCaptureFixture
+) -> None:
     overflow.emulator.set_faults(fail_next=1)
+    caplog.set_level(logging.INFO)
     with sm_stack.client() as c:
         job = c.post("/api/jobs", json=job_body()).json()
         sm_stack.drain(timeout_s=60)
@@ -258,6 +289,8 @@ def test_an_adapter_error_fails_the_job_with_its_message(sm_stack: Stack, overfl
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "sagemaker_failed"
     assert "fault injection" in done["error"]["message"], done["error"]
+    [failed] = [r for r in caplog.records if getattr(r, "action", None) == "job_failed"]
+    assert (failed.job_id, failed.node_type) == (job["id"], "KSampler")  # type: ignore[attr-defined]
     assert overflow.standin.invocations[job["id"]] == 1
     assert overflow.s3_keys(f"jobs-failure/{job['id']}/") == [f"jobs-failure/{job['id']}/invocation-1.json"]
 
@@ -382,19 +415,22 @@ def test_comfy_first_keeps_jobs_direct_below_the_backlog(
 
 
 # --- units --------------------------------------------------------------------------------------------
-def _ctx(**values: Any) -> JobContext:
+def _ctx(**values: Any) -> JobGateway:
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    return JobContext(settings, None, None, None, "w")  # type: ignore[arg-type]
+    return JobGateway(settings, None, None, None, "w")  # type: ignore[arg-type]
 
 
 def test_routing_settings_choose_the_executors() -> None:
     sm = {"sagemaker_endpoint_name": "render", "sagemaker_bucket": "b"}
-    assert [e.kind_name for e in make_executors(_ctx(comfy_ui_address="", **sm))] == ["sagemaker"]
-    assert [e.kind_name for e in make_executors(_ctx(comfy_ui_address="h:1", **sm))] == ["comfy", "sagemaker"]
+    assert [e.executor_type for e in make_executors(_ctx(comfy_ui_address="", **sm))] == ["sagemaker"]
+    assert [e.executor_type for e in make_executors(_ctx(comfy_ui_address="h:1", **sm))] == [
+        "comfy",
+        "sagemaker",
+    ]
     only = make_executors(_ctx(comfy_ui_address="h:1", dispatch_routing="sagemaker_only", **sm))
-    assert [e.kind_name for e in only] == ["sagemaker"]
+    assert [e.executor_type for e in only] == ["sagemaker"]
     direct = make_executors(_ctx(comfy_ui_address="h:1", dispatch_routing="comfy_only", **sm))
-    assert [e.kind_name for e in direct] == ["comfy"]
+    assert [e.executor_type for e in direct] == ["comfy"]
     with pytest.raises(NoExecutor, match="COMFY_UI_ADDRESS or SAGEMAKER_ENDPOINT_NAME"):
         make_executors(_ctx(comfy_ui_address=""))
     with pytest.raises(NoExecutor, match="SAGEMAKER_ENDPOINT_NAME"):

@@ -16,7 +16,8 @@ delivers it to the SQS queue). The endpoint's output paths and topics come from 
 
 Fault knobs (attributes, set from the test): `delay_s` before each request runs, `drop_next` requests
 accepted and never run (no output, no notification: the TTL path), `reject_next` invocations answered
-503 ServiceUnavailable.
+503 ServiceUnavailable, `on_invoke(inference_id)` run once a request is accepted and queued, before the
+answer goes back (a test SIGKILLs the calling dispatcher there: invoked, but its answer never recorded).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,6 +145,7 @@ class SageMakerAsyncStandIn:
         self.delay_s = 0.0
         self.drop_next = 0
         self.reject_next = 0
+        self.on_invoke: Callable[[str], object] | None = None
         self._lock = threading.Lock()
         self._queue: queue.Queue[Request | None] = queue.Queue()
         self._busy = 0
@@ -214,6 +217,8 @@ class SageMakerAsyncStandIn:
         )
         if not drop:
             self._queue.put(request)
+        if self.on_invoke is not None:
+            self.on_invoke(inference_id)
         answer_headers = {
             "X-Amzn-SageMaker-OutputLocation": request.output_location,
             "X-Amzn-SageMaker-FailureLocation": request.failure_location,
