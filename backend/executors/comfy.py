@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import httpx
 from backend import job_queue
 from backend.comfy_client import (
     ComfyClient,
+    ComfyError,
     ComfyExecutionFailed,
     ComfyRejected,
     ComfyUnreachable,
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 RECONCILE_WITH_WS_S = 5.0  # poll a job's state this often even while the socket is healthy
 RECONCILE_WITHOUT_WS_S = 0.5  # ... and this often while it is down, or for adopted jobs
 WS_BACKOFF_MIN_S = 0.2
+PROBE_INTERVAL_S = 0.5  # while the socket is down, ask HTTP this often whether the server is back
 SUBMIT_BACKOFF_S = 2.0
 OOM_RETRIES = 1
 LOST_AFTER_S = 300.0  # a server unreachable this long: its jobs go back to the queue
@@ -72,6 +75,9 @@ class ComfyExecutor(FollowedJobs[Active]):
         self.last_lora: str | None = None
         self.draining = False
         self._ws_task: asyncio.Task[None] | None = None
+        self._resubmitting = asyncio.Lock()  # jobs lost together go back one at a time, in queue order
+        self._borrowed: dict[str, asyncio.Task[None]] = {}  # another client id → its socket's task
+        self._borrowed_users: dict[str, int] = {}  # another client id → adopted jobs that need it
 
     # --- capacity, as the dispatcher sees it ------------------------------------------------------
     @property
@@ -86,10 +92,11 @@ class ComfyExecutor(FollowedJobs[Active]):
         self._ws_task = asyncio.create_task(self._ws_loop(), name=f"ws {self.name}")
 
     async def close(self) -> None:
-        if self._ws_task:
-            self._ws_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ws_task
+        for task in [self._ws_task, *self._borrowed.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.client.close()
 
     async def drain(self, grace_s: float) -> None:
@@ -127,8 +134,19 @@ class ComfyExecutor(FollowedJobs[Active]):
                 self.down_since = time.monotonic()
             self.ws_up = False
             self._wake_all()
-            await asyncio.sleep(backoff)
+            await self._sleep_until_answering(backoff)
             backoff = min(backoff * 2, self.ctx.settings.comfy_retry_max_s)
+
+    async def _sleep_until_answering(self, backoff_s: float) -> None:
+        """Sleep out the back-off, but end it as soon as HTTP answers: a restarted ComfyUI gets its
+        socket back within PROBE_INTERVAL_S, however long it was down; a down one costs a refused
+        connection per probe."""
+        deadline = time.monotonic() + backoff_s
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(PROBE_INTERVAL_S, left))
+            with contextlib.suppress(ComfyError, httpx.HTTPError):
+                await self.client.system_stats()
+                return
 
     def _wake_all(self) -> None:
         for a in self.active.values():
@@ -157,7 +175,45 @@ class ComfyExecutor(FollowedJobs[Active]):
         await self._follow_guarded(Active(job), self._submit_and_follow)
 
     async def resume_job(self, job: Job) -> None:
-        await self._follow_guarded(Active(job), self._follow)
+        submitter = str((job.external or {}).get("client_id") or "")
+        if not submitter or submitter == self.client.client_id:
+            await self._follow_guarded(Active(job), self._follow)
+            return
+        self._listen_as(submitter)
+        try:
+            await self._follow_guarded(Active(job), self._follow)
+        finally:
+            await self._stop_listening_as(submitter)
+
+    # --- another dispatcher's socket ----------------------------------------------------------------
+    def _listen_as(self, client_id: str) -> None:
+        """ComfyUI sends a prompt's progress only to the socket of the client id that submitted it: for
+        a job adopted from a dispatcher that stopped heartbeating (its socket went with it), open one
+        under that id too, shared by every job it submitted here."""
+        self._borrowed_users[client_id] = self._borrowed_users.get(client_id, 0) + 1
+        if client_id not in self._borrowed:
+            task = asyncio.create_task(self._borrowed_loop(client_id), name=f"ws {self.name} as {client_id}")
+            self._borrowed[client_id] = task
+
+    async def _stop_listening_as(self, client_id: str) -> None:
+        self._borrowed_users[client_id] -= 1
+        if self._borrowed_users[client_id] == 0:
+            del self._borrowed_users[client_id]
+            task = self._borrowed.pop(client_id)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _borrowed_loop(self, client_id: str) -> None:
+        client = ComfyClient(self.instance.url, client_id, self.ctx.settings.comfy_timeout_s)
+        try:
+            while True:
+                with contextlib.suppress(ComfyUnreachable):
+                    async for msg in client.messages():
+                        self._on_message(msg)
+                await asyncio.sleep(PROBE_INTERVAL_S)
+        finally:
+            await client.close()
 
     async def _submit_and_follow(self, a: Active) -> None:
         if await self._submit(a):
@@ -171,7 +227,7 @@ class ComfyExecutor(FollowedJobs[Active]):
         name = await self.client.upload_image(data, f"{upload.sha256}.png", "sketches")
         return self.ctx.graph_for(job, name, upload.dark_lines)
 
-    async def _submit(self, a: Active) -> bool:
+    async def _submit(self, a: Active, resubmit_reason: str | None = None) -> bool:
         """Send the job's graph; False when the job ended or went back to the queue instead."""
         job = a.job
         try:
@@ -193,8 +249,9 @@ class ComfyExecutor(FollowedJobs[Active]):
                 return False
             logger.warning("job %s: submit outcome unknown (%s); reconciling", job.id, exc)
             return True
+        external = {"instance": self.name, "client_id": self.client.client_id}
         held = await self.ctx.held(
-            job_queue.mark_submitted, job.id, graph=graph, external={"instance": self.name}
+            job_queue.mark_submitted, job.id, graph=graph, external=external, resubmit_reason=resubmit_reason
         )
         if held is None:
             return False
@@ -241,7 +298,7 @@ class ComfyExecutor(FollowedJobs[Active]):
             await self.ctx.held(job_queue.mark_started, a.job.id)
         value, maximum = a.progress
         due = time.monotonic() - a.progress_recorded_at >= self.ctx.settings.progress_min_interval_s
-        if a.progress != a.progress_recorded and (due or value == maximum):
+        if maximum and a.progress != a.progress_recorded and (due or value == maximum):
             a.progress_recorded, a.progress_recorded_at = a.progress, time.monotonic()
             if not await self.ctx.held(job_queue.record_progress, a.job.id, value, maximum):
                 a.lease_lost = True
@@ -292,11 +349,50 @@ class ComfyExecutor(FollowedJobs[Active]):
             msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
             await self.ctx.held(job_queue.fail, job.id, "comfy_lost_job", msg)
             return True
+        attempts = job.attempts
+        async with self._resubmitting:
+            if a.job.attempts != attempts or a.lease_lost:
+                return a.lease_lost  # resubmitted (or ended) in another job's turn meanwhile
+            for ahead in self._queued_ahead_of(a):
+                await self._resubmit_if_lost(ahead)
+            logger.warning(
+                "job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"}
+            )
+            return await self._resubmit(a, f"ComfyUI {self.name} restarted and lost the render")
+
+    def _queued_ahead_of(self, a: Active) -> list[Active]:
+        """The other jobs ComfyUI had queued before `a` (it runs its queue in submission order)."""
+        mine = _queue_order(a)
+        ahead = [b for b in self.active.values() if b is not a and _queue_order(b) < mine]
+        return sorted(ahead, key=_queue_order)
+
+    async def _resubmit_if_lost(self, a: Active) -> None:
+        """Another job queued ahead: resubmit it now if ComfyUI has it in neither queue nor history;
+        anything else (finished, cancelled, out of attempts) its own follower decides."""
+        if a.done or a.lease_lost or a.cancel_requested or a.job.attempts >= self.ctx.settings.max_attempts:
+            return
+        try:
+            if a.job.id in await self.client.queue() or await self.client.history(a.job.id) is not None:
+                return
+        except ComfyUnreachable:
+            return
         logger.warning(
-            "job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"}
+            "job %s lost by %s; resubmitting it first",
+            a.job.id,
+            self.name,
+            extra={"action": "job_resubmitted"},
         )
-        a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
-        return not await self._submit(a)
+        await self._resubmit(a, f"ComfyUI {self.name} restarted and lost the render")
+
+    async def _resubmit(self, a: Active, reason: str) -> bool:
+        """Submit the job again; its `started` and the progress already shown stay as they are (the
+        queue records the new attempt's steps once they pass them). True when the job ended instead."""
+        a.done, a.started, a.progress = False, False, a.progress_recorded
+        if await self._submit(a, resubmit_reason=reason):
+            return False
+        a.lease_lost = True  # ended or back in the queue: whichever task follows it stops
+        a.wake.set()
+        return True
 
     async def _collect(self, a: Active, entry: dict[str, Any] | None = None) -> bool:
         """The prompt finished: store its images, or fail / cancel / retry the job. True when it ended."""
@@ -328,8 +424,7 @@ class ComfyExecutor(FollowedJobs[Active]):
         if failure.is_oom and a.oom_retries < OOM_RETRIES and a.job.attempts < self.ctx.settings.max_attempts:
             a.oom_retries += 1
             logger.warning("job %s ran out of GPU memory; retrying once", a.job.id)
-            a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
-            return not await self._submit(a)
+            return await self._resubmit(a, "the GPU ran out of memory")
         code = "comfy_out_of_memory" if failure.is_oom else "comfy_execution_error"
         await self.ctx.held(job_queue.fail, a.job.id, code, str(failure))
         return True
@@ -341,3 +436,10 @@ class ComfyExecutor(FollowedJobs[Active]):
             png = await self.client.view(ref["filename"], ref.get("subfolder", ""), ref.get("type", "output"))
             outputs.append(RenderOutput(png, index))
         return outputs
+
+
+def _queue_order(a: Active) -> tuple[bool, datetime, str]:
+    """Where ComfyUI had the job: the one that was running (it showed progress) first, then the queue
+    in submission order (never submitted: last)."""
+    ran = a.started or a.progress_recorded[1] > 0 or a.job.progress_max > 0
+    return (not ran, a.job.submitted_at or datetime.max.replace(tzinfo=UTC), a.job.id)
