@@ -1,9 +1,12 @@
 """The direct executor: one ComfyUI server, one running and `COMFY_PREQUEUE` pre-queued prompts.
 
 A job's id is its ComfyUI `prompt_id`. Progress comes from one long-lived /ws per server (this
-dispatcher's `clientId`); completion is `executing` with `node: null`, then /history and /view. When
-the socket is down, or for a job adopted from another dispatcher, the job is reconciled by polling:
-in /queue → still coming; in /history → finished; in neither → lost (ComfyUI restarted) → resubmitted.
+dispatcher's `clientId`; ComfyUI sends a prompt's messages only to the client id that submitted it, so
+a job adopted from another dispatcher is also listened to under that one's id); completion is
+`executing` with `node: null`, then /history and /view. While the socket is down (HTTP is probed to
+reconnect as soon as the server answers), or for an adopted job, the job is reconciled by polling:
+in /queue → still coming; in /history → finished; in neither → lost (ComfyUI restarted) → resubmitted,
+the jobs lost together in the order ComfyUI had them (the running one first).
 """
 
 from __future__ import annotations
