@@ -340,22 +340,22 @@ class ComfyExecutor(FollowedJobs[Active]):
         if entry is not None:
             a.done = True
             return await self._collect(a, entry)
-        return await self._lost(a)
+        return await self._lost(a, job.attempts)
 
-    async def _lost(self, a: Active) -> bool:
-        """In neither queue nor history: ComfyUI restarted (or the cancel deleted it)."""
-        job = a.job
-        if a.cancel_requested:
-            await self.ctx.held(job_queue.mark_cancelled, job.id)
-            return True
-        if job.attempts >= self.ctx.settings.max_attempts:
-            msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
-            await self.ctx.held(job_queue.fail, job.id, "comfy_lost_job", msg)
-            return True
-        attempts = job.attempts
+    async def _lost(self, a: Active, seen_attempts: int) -> bool:
+        """In neither queue nor history (or interrupted by someone else) when the job was at attempt
+        `seen_attempts`: ComfyUI restarted (or the cancel deleted it). True when the job ended here."""
         async with self._resubmitting:
-            if a.job.attempts != attempts or a.lease_lost:
+            if a.job.attempts != seen_attempts or a.lease_lost:
                 return a.lease_lost  # resubmitted (or ended) in another job's turn meanwhile
+            job = a.job
+            if a.cancel_requested:
+                await self.ctx.held(job_queue.mark_cancelled, job.id)
+                return True
+            if job.attempts >= self.ctx.settings.max_attempts:
+                msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
+                await self.ctx.held(job_queue.fail, job.id, "comfy_lost_job", msg)
+                return True
             for ahead in self._queued_ahead_of(a):
                 await self._resubmit_if_lost(ahead)
             logger.warning(
@@ -412,7 +412,7 @@ class ComfyExecutor(FollowedJobs[Active]):
                 if a.cancel_requested:
                     await self.ctx.held(job_queue.mark_cancelled, job.id)
                     return True
-                return await self._lost(a)
+                return await self._lost(a, job.attempts)
             outputs = await self._fetch_outputs(entry)
         except ComfyUnreachable as exc:
             logger.warning("job %s: fetching results failed (%s); will retry", job.id, exc)

@@ -157,7 +157,7 @@ def test_a_restarted_comfyui_gets_work_within_a_second_of_answering(slow_stack: 
             first = c.post("/api/jobs", json=job_body()).json()
             assert wait_status(c, first["id"], FINAL, 30)["status"] == "succeeded"
             emulator.kill()
-            time.sleep(7)  # the back-off doubles 0.2 s → 6.4 s meanwhile
+            time.sleep(13)  # the back-off doubles 0.2 s → 12.8 s meanwhile
             job = c.post("/api/jobs", json=job_body(steps=20)).json()
             emulator.start()  # returns once /system_stats answers
             answered = time.monotonic()
