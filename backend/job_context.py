@@ -94,9 +94,19 @@ class JobGateway:
         return await self.transition(fn, job_id, self.worker_id, *args, **kwargs)
 
     # --- the verbs an executor speaks -------------------------------------------------------------
-    async def submitted(self, job_id: str, graph: dict[str, Any], external: dict[str, Any]) -> Job | None:
-        """The request went out (one more attempt), with the executor's bookkeeping."""
-        return await self.held(job_queue.mark_submitted, job_id, graph=graph, external=external)
+    async def submitted(
+        self,
+        job_id: str,
+        graph: dict[str, Any],
+        external: dict[str, Any],
+        *,
+        resubmit_reason: str | None = None,
+    ) -> Job | None:
+        """The request went out (one more attempt), with the executor's bookkeeping; `resubmit_reason`
+        when an earlier attempt was lost (stored as a `resubmitted` event, for the designer)."""
+        return await self.held(
+            job_queue.mark_submitted, job_id, graph=graph, external=external, resubmit_reason=resubmit_reason
+        )
 
     async def started(self, job_id: str) -> bool:
         return await self.held(job_queue.mark_started, job_id)

@@ -122,8 +122,16 @@ async def _update_held(session: AsyncSession, job_id: str, worker_id: str, **val
 
 
 async def mark_submitted(
-    session: AsyncSession, job_id: str, worker_id: str, *, graph: dict[str, Any], external: dict[str, Any]
+    session: AsyncSession,
+    job_id: str,
+    worker_id: str,
+    *,
+    graph: dict[str, Any],
+    external: dict[str, Any],
+    resubmit_reason: str | None = None,
 ) -> Job | None:
+    """The graph is queued in the ML tier; with `resubmit_reason`, again in the same hold (the first
+    attempt was lost): a `resubmitted` event with the attempt and the reason, for the designer."""
     now = utcnow()
     job = await _update_held(
         session,
@@ -135,27 +143,43 @@ async def mark_submitted(
         graph=graph,
         external=external,
     )
-    if job is not None:
+    if job is None:
+        return None
+    if resubmit_reason is None:
         add_event(session, job_id, "submitted", {"status": "running", "attempt": job.attempts})
+    else:
+        data = {"status": "running", "attempt": job.attempts, "reason": resubmit_reason}
+        add_event(session, job_id, "resubmitted", data)
     return job
 
 
 async def mark_started(session: AsyncSession, job_id: str, worker_id: str) -> bool:
+    """The render began; its `started` event is stored once per job, whatever the attempts or the
+    dispatchers that followed it."""
     job = await _update_held(session, job_id, worker_id, heartbeat_at=utcnow())
-    if job is not None:
+    if job is None:
+        return False
+    seen = await session.scalar(
+        select(JobEvent.id).where(JobEvent.job_id == job_id, JobEvent.type == "started").limit(1)
+    )
+    if seen is None:
         add_event(session, job_id, "started", {"status": "running"})
-    return job is not None
+    return True
 
 
 async def record_progress(
     session: AsyncSession, job_id: str, worker_id: str, value: int, maximum: int
 ) -> bool:
-    job = await _update_held(
-        session, job_id, worker_id, progress_value=value, progress_max=maximum, heartbeat_at=utcnow()
-    )
-    if job is not None:
-        add_event(session, job_id, "progress", {"value": value, "max": maximum})
-    return job is not None
+    """Store progress only past what the designer already saw (a resubmitted render starts again from
+    step 0: its steps show once they pass the mark); False when the job is no longer held here."""
+    now = utcnow()
+    if maximum > 0:
+        ahead = or_(Job.progress_max == 0, Job.progress_max * value > Job.progress_value * maximum)
+        values = {"progress_value": value, "progress_max": maximum, "heartbeat_at": now}
+        if await _update_where(session, _held(job_id, worker_id), ahead, **values) is not None:
+            add_event(session, job_id, "progress", {"value": value, "max": maximum})
+            return True
+    return await _update_held(session, job_id, worker_id, heartbeat_at=now) is not None
 
 
 @dataclass(frozen=True)
@@ -235,7 +259,9 @@ async def mark_cancelled(session: AsyncSession, job_id: str, worker_id: str) -> 
 async def release(
     session: AsyncSession, job_id: str, worker_id: str, *, reason: str, delay_s: float = 0.0
 ) -> Job | None:
-    """Back to the queue (the prompt is known not to be in ComfyUI), after an optional back-off."""
+    """Back to the queue (the prompt is known not to be in ComfyUI), after an optional back-off.
+
+    The progress stays: what the designer saw is the mark the next attempt's steps must pass."""
     now = utcnow()
     job = await _update_held(
         session,
@@ -246,8 +272,6 @@ async def release(
         heartbeat_at=None,
         instance=None,
         not_before=now + timedelta(seconds=delay_s) if delay_s else None,
-        progress_value=0,
-        progress_max=0,
     )
     if job is not None:
         add_event(session, job_id, "requeued", {"status": "queued", "reason": reason}, queued_kind=job.kind)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,15 +46,59 @@ def _elapsed(job: dict[str, Any]) -> float:
 
 
 def _label(
-    job: dict[str, Any], value: int, maximum: int, position: int | None, notice: dict[str, Any] | None = None
+    job: dict[str, Any],
+    value: int,
+    maximum: int,
+    position: int | None,
+    notice: dict[str, Any] | None = None,
+    restart: str | None = None,
 ) -> str:
-    """The progress bar's text; a queued job's notice (its server is down) is part of it."""
+    """The progress bar's text; a queued job's notice (its server is down) is part of it, and a render
+    restarting on the GPU says so until its new attempt passes what was shown."""
     if job["status"] == "queued":
         where = f"position {position} in the queue" if position else "waiting for the GPU"
         return f"Queued: {where}" + (f" · {escape(str(notice['message']))}" if notice else "")
+    if restart:
+        return f"{restart} · {_elapsed(job):.1f} s"
     if maximum:
         return f"Rendering: step {value}/{maximum} · {_elapsed(job):.1f} s"
     return f"Starting · {_elapsed(job):.1f} s"
+
+
+@dataclass
+class Shown:
+    """What the progress bar shows: it never goes back; a restart on the GPU is said in its label."""
+
+    value: int = 0
+    maximum: int = 0
+    position: int | None = None
+    notice: dict[str, Any] | None = None  # why a queued job waits (its server is down), from the backend
+    restart: str | None = None  # "Restarting on the GPU, attempt 2" until the new attempt passes the bar
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.value / self.maximum) if self.maximum else 0.0
+
+    def label(self, job: dict[str, Any]) -> str:
+        return _label(job, self.value, self.maximum, self.position, self.notice, self.restart)
+
+    def apply(self, job: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
+        """Fold one stream message into the bar, and into the job's `status` and `started_at`."""
+        if kind == "position":
+            self.position, self.notice = data.get("position"), data.get("notice")
+        elif kind == "progress":
+            job["status"] = "running"
+            if int(data["max"]) and int(data["value"]) / int(data["max"]) >= self.fraction:
+                self.value, self.maximum = int(data["value"]), int(data["max"])
+                self.restart = None
+        elif data.get("status"):
+            job["status"] = data["status"]
+            if data["status"] == "running" and job.get("started_at") is None:
+                job["started_at"] = datetime.now(UTC).isoformat()
+            if kind in ("submitted", "resubmitted") and int(data.get("attempt") or 1) > 1:
+                self.restart = f"Restarting on the GPU, attempt {data['attempt']}"
+            elif data["status"] != "running":
+                self.restart = None
 
 
 def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
@@ -61,10 +106,11 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     if job["status"] in FINAL_STATUSES:
         return job
     slot = st.empty()  # the bar and Cancel go away as soon as the job ends, in this same run
-    value, maximum = job["progress"]["value"], job["progress"]["max"]
-    position, notice = job.get("queue_position"), job.get("notice")
+    shown = Shown(
+        job["progress"]["value"], job["progress"]["max"], job.get("queue_position"), job.get("notice")
+    )
     with slot.container():
-        bar = st.progress(0.0, text=_label(job, value, maximum, position, notice))
+        bar = st.progress(shown.fraction, text=shown.label(job))
         st.button(
             "Cancel",
             key=f"cancel_{job['id']}",
@@ -78,20 +124,8 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
             for message in client.events(job["id"], after=last_id, tick_s=POLL_S):
                 if message is not None:
                     last_id = max(last_id, int(message.get("id") or 0))
-                    kind, data = message["type"], message.get("data") or {}
-                    if kind == "position":
-                        position, notice = data.get("position"), data.get("notice")
-                    elif kind == "progress":
-                        value, maximum = int(data["value"]), int(data["max"])
-                        job["status"] = "running"
-                    elif data.get("status"):
-                        job["status"] = data["status"]
-                        if data.get("status") == "running" and job.get("started_at") is None:
-                            job["started_at"] = datetime.now(UTC).isoformat()
-                bar.progress(
-                    min(1.0, value / maximum) if maximum else 0.0,
-                    _label(job, value, maximum, position, notice),
-                )
+                    shown.apply(job, message["type"], message.get("data") or {})
+                bar.progress(shown.fraction, shown.label(job))
         except EventStreamLost:
             time.sleep(POLL_S)  # backend restarting or a proxy cut: poll once, then reconnect
         job = client.job(job["id"])

@@ -1,9 +1,12 @@
 """The direct executor: one ComfyUI server, one running and `COMFY_PREQUEUE` pre-queued prompts.
 
 A job's id is its ComfyUI `prompt_id`. Progress comes from one long-lived /ws per server (this
-dispatcher's `clientId`); completion is `executing` with `node: null`, then /history and /view. When
-the socket is down, or for a job adopted from another dispatcher, the job is reconciled by polling:
-in /queue → still coming; in /history → finished; in neither → lost (ComfyUI restarted) → resubmitted.
+dispatcher's `clientId`; ComfyUI sends a prompt's messages only to the client id that submitted it, so
+a job adopted from another dispatcher is also listened to under that one's id); completion is
+`executing` with `node: null`, then /history and /view. While the socket is down (HTTP is probed to
+reconnect as soon as the server answers), or for an adopted job, the job is reconciled by polling:
+in /queue → still coming; in /history → finished; in neither → lost (ComfyUI restarted) → resubmitted,
+the jobs lost together in the order ComfyUI had them (the running one first).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -24,6 +28,7 @@ from backend.models import Job
 from backend.render_request import InvalidJob, Sketch
 from contract.comfy_client import (
     ComfyClient,
+    ComfyError,
     ComfyExecutionFailed,
     ComfyRejected,
     ComfyUnreachable,
@@ -37,6 +42,7 @@ logger = logging.getLogger(__name__)
 RECONCILE_WITH_WS_S = 5.0  # poll a job's state this often even while the socket is healthy
 RECONCILE_WITHOUT_WS_S = 0.5  # ... and this often while it is down, or for adopted jobs
 WS_BACKOFF_MIN_S = 0.2
+PROBE_INTERVAL_S = 0.5  # while the socket is down, ask HTTP this often whether the server is back
 SUBMIT_BACKOFF_S = 2.0
 OOM_RETRIES = 1
 LOST_AFTER_S = 300.0  # a server unreachable this long: its jobs go back to the queue
@@ -73,6 +79,9 @@ class ComfyExecutor(FollowedJobs[Active]):
         self.last_lora: str | None = None
         self.draining = False
         self._ws_task: asyncio.Task[None] | None = None
+        self._resubmitting = asyncio.Lock()  # jobs lost together go back one at a time, in queue order
+        self._borrowed: dict[str, asyncio.Task[None]] = {}  # another client id → its socket's task
+        self._borrowed_users: dict[str, int] = {}  # another client id → adopted jobs that need it
 
     # --- capacity, as the dispatcher sees it ------------------------------------------------------
     @property
@@ -87,10 +96,11 @@ class ComfyExecutor(FollowedJobs[Active]):
         self._ws_task = asyncio.create_task(self._ws_loop(), name=f"ws {self.name}")
 
     async def close(self) -> None:
-        if self._ws_task:
-            self._ws_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ws_task
+        for task in [self._ws_task, *self._borrowed.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.client.close()
 
     async def drain(self, grace_s: float) -> None:
@@ -128,8 +138,19 @@ class ComfyExecutor(FollowedJobs[Active]):
                 self.down_since = time.monotonic()
             self.ws_up = False
             self._wake_all()
-            await asyncio.sleep(backoff)
+            await self._sleep_until_answering(backoff)
             backoff = min(backoff * 2, self.ctx.settings.comfy_retry_max_s)
+
+    async def _sleep_until_answering(self, backoff_s: float) -> None:
+        """Sleep out the back-off, but end it as soon as HTTP answers: a restarted ComfyUI gets its
+        socket back within PROBE_INTERVAL_S, however long it was down; a down one costs a refused
+        connection per probe."""
+        deadline = time.monotonic() + backoff_s
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(PROBE_INTERVAL_S, left))
+            with contextlib.suppress(ComfyError, httpx.HTTPError):
+                await self.client.system_stats()
+                return
 
     def _wake_all(self) -> None:
         for a in self.active.values():
@@ -158,7 +179,45 @@ class ComfyExecutor(FollowedJobs[Active]):
         await self._follow_guarded(Active(job), self._submit_and_follow)
 
     async def resume_job(self, job: Job) -> None:
-        await self._follow_guarded(Active(job), self._follow)
+        submitter = str((job.external or {}).get("client_id") or "")
+        if not submitter or submitter == self.client.client_id:
+            await self._follow_guarded(Active(job), self._follow)
+            return
+        self._listen_as(submitter)
+        try:
+            await self._follow_guarded(Active(job), self._follow)
+        finally:
+            await self._stop_listening_as(submitter)
+
+    # --- another dispatcher's socket ----------------------------------------------------------------
+    def _listen_as(self, client_id: str) -> None:
+        """ComfyUI sends a prompt's progress only to the socket of the client id that submitted it: for
+        a job adopted from a dispatcher that stopped heartbeating (its socket went with it), open one
+        under that id too, shared by every job it submitted here."""
+        self._borrowed_users[client_id] = self._borrowed_users.get(client_id, 0) + 1
+        if client_id not in self._borrowed:
+            task = asyncio.create_task(self._borrowed_loop(client_id), name=f"ws {self.name} as {client_id}")
+            self._borrowed[client_id] = task
+
+    async def _stop_listening_as(self, client_id: str) -> None:
+        self._borrowed_users[client_id] -= 1
+        if self._borrowed_users[client_id] == 0:
+            del self._borrowed_users[client_id]
+            task = self._borrowed.pop(client_id)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _borrowed_loop(self, client_id: str) -> None:
+        client = ComfyClient(self.instance.url, client_id, self.ctx.settings.comfy_timeout_s)
+        try:
+            while True:
+                with contextlib.suppress(ComfyUnreachable):
+                    async for msg in client.messages():
+                        self._on_message(msg)
+                await asyncio.sleep(PROBE_INTERVAL_S)
+        finally:
+            await client.close()
 
     async def _submit_and_follow(self, a: Active) -> None:
         if await self._submit(a):
@@ -167,7 +226,7 @@ class ComfyExecutor(FollowedJobs[Active]):
     async def _upload_sketch(self, sketch: Sketch) -> str:
         return await self.client.upload_image(sketch.png, sketch.filename, sketch.subfolder)
 
-    async def _submit(self, a: Active) -> bool:
+    async def _submit(self, a: Active, resubmit_reason: str | None = None) -> bool:
         """Send the job's graph; False when the job ended or went back to the queue instead."""
         job = a.job
         try:
@@ -187,7 +246,8 @@ class ComfyExecutor(FollowedJobs[Active]):
                 return False
             logger.warning("job %s: submit outcome unknown (%s); reconciling", job.id, exc)
             return True
-        held = await self.ctx.submitted(job.id, request.graph, {"instance": self.name})
+        external = {"instance": self.name, "client_id": self.client.client_id}
+        held = await self.ctx.submitted(job.id, request.graph, external, resubmit_reason=resubmit_reason)
         if held is None:
             return False
         a.job, a.submitted_mono = held, time.monotonic()
@@ -233,7 +293,7 @@ class ComfyExecutor(FollowedJobs[Active]):
             await self.ctx.started(a.job.id)
         value, maximum = a.progress
         due = time.monotonic() - a.progress_recorded_at >= self.ctx.settings.progress_min_interval_s
-        if a.progress != a.progress_recorded and (due or value == maximum):
+        if maximum and a.progress != a.progress_recorded and (due or value == maximum):
             a.progress_recorded, a.progress_recorded_at = a.progress, time.monotonic()
             if not await self.ctx.progress(a.job.id, value, maximum):
                 a.lease_lost = True
@@ -272,23 +332,62 @@ class ComfyExecutor(FollowedJobs[Active]):
         if entry is not None:
             a.done = True
             return await self._collect(a, entry)
-        return await self._lost(a)
+        return await self._lost(a, job.attempts)
 
-    async def _lost(self, a: Active) -> bool:
-        """In neither queue nor history: ComfyUI restarted (or the cancel deleted it)."""
-        job = a.job
-        if a.cancel_requested:
-            await self.ctx.cancelled(job.id)
-            return True
-        if job.attempts >= self.ctx.settings.max_attempts:
-            msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
-            await self.ctx.fail(job.id, "comfy_lost_job", msg)
-            return True
+    async def _lost(self, a: Active, seen_attempts: int) -> bool:
+        """In neither queue nor history (or interrupted by someone else) when the job was at attempt
+        `seen_attempts`: ComfyUI restarted (or the cancel deleted it). True when the job ended here."""
+        async with self._resubmitting:
+            if a.job.attempts != seen_attempts or a.lease_lost:
+                return a.lease_lost  # resubmitted (or ended) in another job's turn meanwhile
+            job = a.job
+            if a.cancel_requested:
+                await self.ctx.cancelled(job.id)
+                return True
+            if job.attempts >= self.ctx.settings.max_attempts:
+                msg = f"ComfyUI lost the job {job.attempts} times (server restarts); giving up."
+                await self.ctx.fail(job.id, "comfy_lost_job", msg)
+                return True
+            for ahead in self._queued_ahead_of(a):
+                await self._resubmit_if_lost(ahead)
+            logger.warning(
+                "job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"}
+            )
+            return await self._resubmit(a, f"ComfyUI {self.name} restarted and lost the render")
+
+    def _queued_ahead_of(self, a: Active) -> list[Active]:
+        """The other jobs ComfyUI had queued before `a` (it runs its queue in submission order)."""
+        mine = _queue_order(a)
+        ahead = [b for b in self.active.values() if b is not a and _queue_order(b) < mine]
+        return sorted(ahead, key=_queue_order)
+
+    async def _resubmit_if_lost(self, a: Active) -> None:
+        """Another job queued ahead: resubmit it now if ComfyUI has it in neither queue nor history;
+        anything else (finished, cancelled, out of attempts) its own follower decides."""
+        if a.done or a.lease_lost or a.cancel_requested or a.job.attempts >= self.ctx.settings.max_attempts:
+            return
+        try:
+            if a.job.id in await self.client.queue() or await self.client.history(a.job.id) is not None:
+                return
+        except ComfyUnreachable:
+            return
         logger.warning(
-            "job %s lost by %s; resubmitting", job.id, self.name, extra={"action": "job_resubmitted"}
+            "job %s lost by %s; resubmitting it first",
+            a.job.id,
+            self.name,
+            extra={"action": "job_resubmitted"},
         )
-        a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
-        return not await self._submit(a)
+        await self._resubmit(a, f"ComfyUI {self.name} restarted and lost the render")
+
+    async def _resubmit(self, a: Active, reason: str) -> bool:
+        """Submit the job again; its `started` and the progress already shown stay as they are (the
+        queue records the new attempt's steps once they pass them). True when the job ended instead."""
+        a.done, a.started, a.progress = False, False, a.progress_recorded
+        if await self._submit(a, resubmit_reason=reason):
+            return False
+        a.lease_lost = True  # ended or back in the queue: whichever task follows it stops
+        a.wake.set()
+        return True
 
     async def _collect(self, a: Active, entry: dict[str, Any] | None = None) -> bool:
         """The prompt finished: store its images, or fail / cancel / retry the job. True when it ended."""
@@ -305,7 +404,7 @@ class ComfyExecutor(FollowedJobs[Active]):
                 if a.cancel_requested:
                     await self.ctx.cancelled(job.id)
                     return True
-                return await self._lost(a)
+                return await self._lost(a, job.attempts)
             outputs = await self._fetch_outputs(entry)
         except ComfyUnreachable as exc:
             logger.warning("job %s: fetching results failed (%s); will retry", job.id, exc)
@@ -320,8 +419,7 @@ class ComfyExecutor(FollowedJobs[Active]):
         if failure.is_oom and a.oom_retries < OOM_RETRIES and a.job.attempts < self.ctx.settings.max_attempts:
             a.oom_retries += 1
             logger.warning("job %s ran out of GPU memory; retrying once", a.job.id)
-            a.done, a.started, a.started_recorded, a.progress = False, False, False, (0, 0)
-            return not await self._submit(a)
+            return await self._resubmit(a, "the GPU ran out of memory")
         code = "comfy_out_of_memory" if failure.is_oom else "comfy_execution_error"
         await self.ctx.fail(
             a.job.id, code, str(failure), node_id=failure.node_id, node_type=failure.node_type
@@ -335,3 +433,10 @@ class ComfyExecutor(FollowedJobs[Active]):
             png = await self.client.view(ref["filename"], ref.get("subfolder", ""), ref.get("type", "output"))
             outputs.append(RenderOutput(png, index))
         return outputs
+
+
+def _queue_order(a: Active) -> tuple[bool, datetime, str]:
+    """Where ComfyUI had the job: the one that was running (it showed progress) first, then the queue
+    in submission order (never submitted: last)."""
+    ran = a.started or a.progress_recorded[1] > 0 or a.job.progress_max > 0
+    return (not ran, a.job.submitted_at or datetime.max.replace(tzinfo=UTC), a.job.id)

@@ -87,3 +87,42 @@ async def test_enqueue_keeps_nothing_past_the_active_cap(sm) -> None:
             await s.rollback()
         assert await job_queries.active_jobs(s, "d1") == 3
         assert await s.get(Job, over.id) is None
+
+
+async def test_a_resubmission_is_its_own_event_and_progress_never_goes_back(sm) -> None:
+    (job_id,) = await add_jobs(sm, 1)
+    await claim(sm, "w")
+
+    async def step(fn, *args, **kwargs):
+        async with sm() as s, s.begin():
+            return await fn(s, job_id, "w", *args, **kwargs)
+
+    await step(job_queue.mark_submitted, graph={}, external={})
+    assert await step(job_queue.mark_started)
+    assert await step(job_queue.record_progress, 30, 60)
+    await step(job_queue.mark_submitted, graph={}, external={}, resubmit_reason="ComfyUI restarted")
+    assert await step(job_queue.mark_started)
+    assert await step(job_queue.record_progress, 0, 0)  # held, but nothing stored
+    assert await step(job_queue.record_progress, 12, 60)
+    assert await step(job_queue.record_progress, 31, 60)
+    async with sm() as s, s.begin():
+        assert not await job_queue.record_progress(s, job_id, "other", 40, 60)  # not its holder
+    async with sm() as s:
+        rows = (
+            await s.execute(
+                select(JobEvent.type, JobEvent.data).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+            )
+        ).all()
+        job = await s.get(Job, job_id)
+    assert [t for t, _ in rows] == [
+        "queued",
+        "claimed",
+        "submitted",
+        "started",
+        "progress",
+        "resubmitted",
+        "progress",
+    ]
+    assert rows[5][1] == {"status": "running", "attempt": 2, "reason": "ComfyUI restarted"}
+    assert [d for t, d in rows if t == "progress"] == [{"value": 30, "max": 60}, {"value": 31, "max": 60}]
+    assert (job.progress_value, job.progress_max) == (31, 60)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from frontend.components import Shown
 from tests.factories import fill_models, sketch_png
 from tests.support.backend import DEMO_TOKEN, DispatcherThread, Stack, start_stack
 from tests.support.comfy import NEEDS_EMULATOR, REAL_COMFYUI, EmulatorProcess, start_emulator
@@ -369,3 +370,22 @@ def test_a_queued_sketch_render_says_its_server_is_down(lacking_stack: tuple[Sta
     (bar,) = at.progress  # the bar's text is Markdown: the backend's sentence is escaped
     assert bar.text.startswith("Queued: position 1 in the queue · The sketch server")
     assert f"127\\.0\\.0\\.1\\:{sketch_port}" in bar.text and "when it is back" in bar.text
+
+
+def test_a_resubmitted_render_keeps_its_bar_and_says_it_restarts_on_the_gpu() -> None:
+    """The stream as the backend stores it after a ComfyUI restart mid-render: the bar holds until the
+    new attempt passes it, and the label says what is happening meanwhile."""
+    job = {"status": "queued", "started_at": None}
+    shown = Shown()
+    shown.apply(job, "claimed", {"status": "running"})
+    shown.apply(job, "submitted", {"status": "running", "attempt": 1})
+    shown.apply(job, "progress", {"value": 30, "max": 60})
+    assert (shown.fraction, job["status"]) == (0.5, "running")
+    assert shown.label(job).startswith("Rendering: step 30/60")
+    shown.apply(job, "resubmitted", {"status": "running", "attempt": 2, "reason": "ComfyUI restarted"})
+    assert shown.fraction == 0.5
+    assert shown.label(job).startswith("Restarting on the GPU, attempt 2")
+    shown.apply(job, "progress", {"value": 12, "max": 60})  # an older stream's step: never drawn back
+    assert shown.fraction == 0.5 and shown.label(job).startswith("Restarting on the GPU")
+    shown.apply(job, "progress", {"value": 31, "max": 60})
+    assert shown.fraction == 31 / 60 and shown.label(job).startswith("Rendering: step 31/60")
