@@ -1,4 +1,4 @@
-"""Database engine and sessions: SQLite pragmas or a PostgreSQL pool; the FastAPI session dependency.
+"""Database engine and sessions: SQLite pragmas or a PostgreSQL pool; reader and writer transactions.
 
 One AsyncEngine per process, made by the entry point (API lifespan, dispatcher start).
 """
@@ -10,9 +10,8 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -96,22 +95,6 @@ async def writing(session: AsyncSession) -> AsyncIterator[None]:
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessionmaker: SessionMaker = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        yield session
-
-
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    session = await read_session(request.app.state.sessionmaker)
-    async with session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 
 
 async def read_session(sessionmaker: SessionMaker) -> AsyncSession:

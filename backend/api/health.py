@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.config import Settings
+from backend.api.deps import EngineDep, HttpClientDep, SessionMakerDep, SettingsDep, StorageDep
 from backend.metrics import render_metrics
 from backend.storage import StorageError
 
@@ -27,9 +28,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_db(request: Request) -> dict[str, Any]:
+async def _check_db(engine: AsyncEngine) -> dict[str, Any]:
     try:
-        async with request.app.state.engine.connect() as conn:
+        async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         return {"ok": True}
     except Exception as exc:
@@ -58,27 +59,27 @@ def _check_models(marker: Path | None) -> dict[str, Any]:
 
 
 @router.get("/readyz", summary="Ready to serve: database, storage and every ComfyUI server reachable")
-async def readyz(request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
-    client: httpx.AsyncClient = request.app.state.http
+async def readyz(
+    settings: SettingsDep, engine: EngineDep, client: HttpClientDep, storage: StorageDep
+) -> JSONResponse:
     instances = settings.comfy_instances
-    db, *comfy = await asyncio.gather(_check_db(request), *(_check_comfy(client, i.url) for i in instances))
+    db, *comfy = await asyncio.gather(_check_db(engine), *(_check_comfy(client, i.url) for i in instances))
     try:
-        await request.app.state.storage.check()
-        storage: dict[str, Any] = {"ok": True}
+        await storage.check()
+        stored: dict[str, Any] = {"ok": True}
     except StorageError as exc:
-        storage = {"ok": False, "error": str(exc)}
+        stored = {"ok": False, "error": str(exc)}
     checks = {
         "database": db,
-        "storage": storage,
+        "storage": stored,
         "models": await asyncio.to_thread(_check_models, settings.models_marker),
         "comfyui": {i.name: c for i, c in zip(instances, comfy, strict=True)},
     }
-    ok = db["ok"] and storage["ok"] and checks["models"]["ok"] and all(c["ok"] for c in comfy)
+    ok = db["ok"] and stored["ok"] and checks["models"]["ok"] and all(c["ok"] for c in comfy)
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    body = await render_metrics(request.app.state.sessionmaker)
+async def metrics(sessionmaker: SessionMakerDep) -> Response:
+    body = await render_metrics(sessionmaker)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

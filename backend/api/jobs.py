@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,8 +14,10 @@ from sqlalchemy.orm import lazyload
 
 from backend import job_queue
 from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
-from backend.auth import CurrentDesigner, Principal
-from backend.db import ReadSessionDep, SessionDep, reading, writing
+from backend.api.deps import CurrentDesigner, ManifestDep, ReadSessionDep, SessionDep, SettingsDep
+from backend.auth import Principal
+from backend.config import Settings
+from backend.db import reading, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload, new_id
 from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
@@ -54,7 +56,7 @@ def _check_style(manifest: Manifest, style: str) -> None:
 
 
 def _build_job(
-    request: Request,
+    manifest: Manifest,
     designer: Principal,
     params: dict[str, Any],
     *,
@@ -62,7 +64,6 @@ def _build_job(
     retry_of: str | None = None,
 ) -> Job:
     """The new job's row, validated against the style manifest (nothing is read or written yet)."""
-    manifest: Manifest = request.app.state.manifest
     _check_style(manifest, params["style"])
     seed = params["seed"] if params.get("seed") is not None else secrets.randbelow(MAX_SEED + 1)
     return Job(
@@ -93,14 +94,13 @@ async def _check_upload(session: AsyncSession, designer: Principal, upload_id: s
         )
 
 
-async def _store(request: Request, session: AsyncSession, job: Job) -> JobOut:
+async def _store(settings: Settings, session: AsyncSession, job: Job) -> JobOut:
     """Write the job (two INSERTs: on SQLite the write lock is held for those only), then show it.
 
     The per-designer cap is checked inside the write (`job_queue.enqueue`). On SQLite the queue
     position is counted after the commit, in a reader's transaction; PostgreSQL has no such lock and
     counts it in the same transaction.
     """
-    settings = request.app.state.settings
     position: int | None = None
     async with writing(session):
         if await job_queue.enqueue(session, job, max_active=settings.max_active_jobs_per_designer) is None:
@@ -127,7 +127,8 @@ async def _store(request: Request, session: AsyncSession, job: Job) -> JobOut:
 )
 async def create_job(
     body: JobCreate,
-    request: Request,
+    settings: SettingsDep,
+    manifest: ManifestDep,
     session: SessionDep,
     designer: CurrentDesigner,
     idempotency_key: IdempotencyKey = None,
@@ -139,10 +140,10 @@ async def create_job(
         existing = await _by_idempotency_key(session, designer, idempotency_key, params)
         if existing is not None:
             return existing
-    job = _build_job(request, designer, params, idempotency_key=idempotency_key)
+    job = _build_job(manifest, designer, params, idempotency_key=idempotency_key)
     await _check_upload(session, designer, job.upload_id)
     try:
-        return await _store(request, session, job)
+        return await _store(settings, session, job)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -244,7 +245,8 @@ async def cancel_job(job_id: str, session: SessionDep, designer: CurrentDesigner
 )
 async def retry_job(
     job_id: str,
-    request: Request,
+    settings: SettingsDep,
+    manifest: ManifestDep,
     session: SessionDep,
     designer: CurrentDesigner,
     body: RetryRequest | None = None,
@@ -255,6 +257,6 @@ async def retry_job(
     params = dict(original.params)
     if body is not None and body.new_seed:
         params["seed"] = None
-    job = _build_job(request, designer, params, retry_of=original.id)
+    job = _build_job(manifest, designer, params, retry_of=original.id)
     await _check_upload(session, designer, job.upload_id)
-    return await _store(request, session, job)
+    return await _store(settings, session, job)

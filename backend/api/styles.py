@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from backend import job_queue
-from backend.auth import CurrentDesigner
-from backend.db import ReadSessionDep
+from backend.api.deps import CurrentDesigner, ManifestDep, ReadSessionDep, SettingsDep
 from backend.errors import NotFound
 from backend.schemas import DesignerOut, StyleOut
-from loras.manifest import Manifest
 
 router = APIRouter(prefix="/api", tags=["styles"])
 
 
 @router.get("/styles", response_model=list[StyleOut], summary="The styles a render can use")
-async def list_styles(request: Request, _designer: CurrentDesigner) -> list[StyleOut]:
-    manifest: Manifest = request.app.state.manifest
+async def list_styles(manifest: ManifestDep, _designer: CurrentDesigner) -> list[StyleOut]:
     return [
         StyleOut(
             id=s.id,
@@ -40,8 +37,7 @@ async def list_styles(request: Request, _designer: CurrentDesigner) -> list[Styl
     summary="A style's preview image",
     responses={404: {"description": "no such style or no preview"}},
 )
-async def style_preview(style_id: str, request: Request, _designer: CurrentDesigner) -> FileResponse:
-    manifest: Manifest = request.app.state.manifest
+async def style_preview(style_id: str, manifest: ManifestDep, _designer: CurrentDesigner) -> FileResponse:
     if style_id not in manifest.styles:
         raise NotFound(f"No style {style_id!r}.", code="style_not_found")
     path = manifest.preview_path(style_id)
@@ -51,10 +47,10 @@ async def style_preview(style_id: str, request: Request, _designer: CurrentDesig
 
 
 @router.get("/me", response_model=DesignerOut, summary="Who the token belongs to, and their limits")
-async def me(request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> DesignerOut:
+async def me(settings: SettingsDep, session: ReadSessionDep, designer: CurrentDesigner) -> DesignerOut:
     return DesignerOut(
         id=designer.id,
         name=designer.name,
         active_jobs=await job_queue.active_jobs(session, designer.id),
-        max_active_jobs=request.app.state.settings.max_active_jobs_per_designer,
+        max_active_jobs=settings.max_active_jobs_per_designer,
     )
