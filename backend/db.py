@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 from backend.config import Settings
@@ -69,9 +75,11 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # BEGIN IMMEDIATE: a writer takes the lock up front, so two writers never deadlock on upgrade
         # and a claim is atomic across processes. Read-only transactions are marked "deferred".
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != SQLITE_NO_BEGIN:
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+SQLITE_NO_BEGIN = "none"  # `sqlite_begin` for `single_reads`: statements run in SQLite's autocommit mode
 _SQLITE_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -91,6 +99,20 @@ async def writing(session: AsyncSession) -> AsyncIterator[None]:
     lock = _SQLITE_WRITERS.setdefault(bind, asyncio.Lock())
     async with lock, session.begin():
         yield
+
+
+@contextlib.asynccontextmanager
+async def single_reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose statements each read on their own, outside any transaction: no BEGIN and no
+    COMMIT/ROLLBACK round trips. Only for reads where one statement's snapshot is enough (SQLite runs
+    each statement atomically in autocommit mode; PostgreSQL is switched to AUTOCOMMIT, client-side)."""
+    options: dict[str, Any] = (
+        {"sqlite_begin": SQLITE_NO_BEGIN}
+        if engine.dialect.name == "sqlite"
+        else {"isolation_level": "AUTOCOMMIT"}
+    )
+    async with engine.connect() as conn:
+        yield await conn.execution_options(**options)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import lazyload
 
 from backend import job_queue
+from backend.api import job_reads
 from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
-from backend.api.deps import CurrentDesigner, ManifestDep, ReadSessionDep, SessionDep, SettingsDep
+from backend.api.deps import CurrentDesigner, EngineDep, ManifestDep, ReadSessionDep, SessionDep, SettingsDep
 from backend.auth import Principal
 from backend.config import Settings
 from backend.db import reading, writing
@@ -97,24 +98,20 @@ async def _check_upload(session: AsyncSession, designer: Principal, upload_id: s
 async def _store(settings: Settings, session: AsyncSession, job: Job) -> JobOut:
     """Write the job (two INSERTs: on SQLite the write lock is held for those only), then show it.
 
-    The per-designer cap is checked inside the write (`job_queue.enqueue`). On SQLite the queue
-    position is counted after the commit, in a reader's transaction; PostgreSQL has no such lock and
-    counts it in the same transaction.
+    The per-designer cap is checked, and the queue position counted, by the second INSERT
+    (`job_queue.enqueue_ranked`): one transaction, nothing read after it.
     """
-    position: int | None = None
     async with writing(session):
-        if await job_queue.enqueue(session, job, max_active=settings.max_active_jobs_per_designer) is None:
+        position = await job_queue.enqueue_ranked(
+            session, job, max_active=settings.max_active_jobs_per_designer
+        )
+        if position is None:
             raise RateLimited(
                 f"You already have {settings.max_active_jobs_per_designer} renders queued or running; "
                 "wait for some to finish.",
                 headers={"Retry-After": "10"},
                 code="too_many_active_jobs",
             )
-        if not settings.is_sqlite:
-            position = await job_queue.queue_position(session, job)
-    if settings.is_sqlite:
-        async with reading(session):
-            position = await job_queue.queue_position(session, job)
     return job_out(job, position)
 
 
@@ -212,8 +209,12 @@ async def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="One job")
-async def read_job(job_id: str, session: ReadSessionDep, designer: CurrentDesigner) -> JobOut:
-    return await job_view(session, await get_job(session, designer, job_id))
+async def read_job(job_id: str, engine: EngineDep, designer: CurrentDesigner) -> JobOut:
+    found = await job_reads.read_job(engine, job_id) if is_entity_id(job_id) else None
+    if found is None or found[0].designer_id != designer.id:
+        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+    row, images = found
+    return job_out(row, row.queue_position, images)
 
 
 @router.post(
