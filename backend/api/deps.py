@@ -89,10 +89,12 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 
 
-async def _current_designer(
-    conn: HTTPConnection, cache: TokenCacheDep, sessionmaker: SessionMakerDep
-) -> Principal:
-    return await authenticate(cache, sessionmaker, bearer_token(conn.headers.get("authorization")))
+async def _current_designer(conn: HTTPConnection) -> Principal:
+    # Reads the state itself rather than through TokenCacheDep and SessionMakerDep: every /api request
+    # solves this dependency, and each sub-dependency costs FastAPI a resolution per request.
+    state = conn.app.state
+    token = bearer_token(conn.headers.get("authorization"))
+    return await authenticate(state.token_cache, state.sessionmaker, token)
 
 
 CurrentDesigner = Annotated[Principal, Depends(_current_designer)]
