@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -82,17 +82,21 @@ def _is_pg(session: AsyncSession) -> bool:
 async def enqueue(session: AsyncSession, job: Job, *, max_active: int | None = None) -> Job | None:
     """Store a new job and its `queued` event; None if that made the designer's jobs queued or
     running exceed `max_active` (the caller then rolls the transaction back, job row included)."""
-    return job if await enqueue_ranked(session, job, max_active=max_active) is not None else None
+    return job if await enqueue_ranked(session, job, max_active=max_active, rank=False) is not None else None
 
 
-async def enqueue_ranked(session: AsyncSession, job: Job, *, max_active: int | None = None) -> int | None:
-    """`enqueue`, answering the new job's queue position (None: over the cap, roll back).
+async def enqueue_ranked(
+    session: AsyncSession, job: Job, *, max_active: int | None = None, rank: bool = True
+) -> int | None:
+    """`enqueue`, answering the new job's queue position (None: over the cap, roll back; 0: not
+    counted, `rank=False`).
 
     Two Core INSERTs, no ORM unit of work: the job's row, then its `queued` event, whose statement
-    checks the cap itself (`… SELECT … WHERE active <= max`) and returns the position, so on SQLite
-    the write lock is held for those two statements only. `job` is filled with what the row holds
-    (id, status, times, counters) and stays outside the session; a new job has no images, so its
-    collection is set empty and showing it loads nothing.
+    checks the cap itself (`… SELECT … WHERE active <= max`) and, with `rank`, counts the position
+    (one round trip fewer than a `queue_position` after it). The count grows with the queue: on
+    SQLite, whose write lock the other writers wait for, count it after the commit instead. `job`
+    is filled with what the row holds (id, status, times, counters) and stays outside the session;
+    a new job has no images, so its collection is set empty and showing it loads nothing.
     """
     _fill_new(job)
     await session.execute(insert(_JOBS), _row_of(job))
@@ -106,11 +110,11 @@ async def enqueue_ranked(session: AsyncSession, job: Job, *, max_active: int | N
         "pos_created": job.created_at,
         "pos_id": job.id,
     }
-    ahead = await session.scalar(_queued_event_statement(max_active is not None), params)
-    if ahead is None:
+    returned = await session.scalar(_queued_event_statement(max_active is not None, rank), params)
+    if returned is None:
         return None
     notify.job_event(session, job.id, queued_kind=job.kind)
-    return int(ahead) + 1
+    return int(returned) + 1 if rank else 0
 
 
 def _fill_new(job: Job) -> None:
@@ -132,9 +136,9 @@ def _row_of(job: Job) -> dict[str, Any]:
 
 
 @functools.cache
-def _queued_event_statement(capped: bool) -> Any:
-    """INSERT the `queued` event (… SELECT … WHERE the designer's active jobs <= ev_max) RETURNING the
-    number of queued jobs ahead of the new one (`_position_statement`'s count)."""
+def _queued_event_statement(capped: bool, rank: bool) -> Any:
+    """INSERT the `queued` event (… SELECT … WHERE the designer's active jobs <= ev_max) RETURNING
+    its id, or with `rank` the number of queued jobs ahead of the new one (`_position_statement`)."""
     row = select(
         bindparam("ev_job", type_=String()),
         literal("queued"),
@@ -145,11 +149,11 @@ def _queued_event_statement(capped: bool) -> Any:
         active = _active_count(bindparam("ev_designer", type_=String())).scalar_subquery()
         row = row.where(active <= bindparam("ev_max", type_=Integer()))
     columns = ["job_id", "type", "data", "created_at"]
-    ahead = _position_statement().scalar_subquery()
-    return insert(_EVENTS).from_select(columns, row).returning(ahead)
+    returned = _position_statement().scalar_subquery() if rank else _EVENTS.c.id
+    return insert(_EVENTS).from_select(columns, row).returning(returned)
 
 
-async def queue_position(session: AsyncSession, job: Job) -> int | None:
+async def queue_position(session: AsyncSession | AsyncConnection, job: Job) -> int | None:
     """1 = next to be claimed for its kind; None once the job left the queue."""
     if job.status != JobStatus.queued:
         return None

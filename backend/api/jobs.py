@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import lazyload
 
 from backend import job_queue
@@ -18,7 +18,7 @@ from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
 from backend.api.deps import CurrentDesigner, EngineDep, ManifestDep, ReadSessionDep, SessionDep, SettingsDep
 from backend.auth import Principal
 from backend.config import Settings
-from backend.db import reading, writing
+from backend.db import reading, single_reads, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload, new_id
 from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
@@ -95,15 +95,16 @@ async def _check_upload(session: AsyncSession, designer: Principal, upload_id: s
         )
 
 
-async def _store(settings: Settings, session: AsyncSession, job: Job) -> JobOut:
+async def _store(settings: Settings, engine: AsyncEngine, session: AsyncSession, job: Job) -> JobOut:
     """Write the job (two INSERTs: on SQLite the write lock is held for those only), then show it.
 
-    The per-designer cap is checked, and the queue position counted, by the second INSERT
-    (`job_queue.enqueue_ranked`): one transaction, nothing read after it.
+    The per-designer cap is checked by the second INSERT (`job_queue.enqueue_ranked`). It counts the
+    queue position too on PostgreSQL; on SQLite that count (as long as the queue) would hold the write
+    lock other processes wait for, so it is one statement after the commit, outside any transaction.
     """
     async with writing(session):
         position = await job_queue.enqueue_ranked(
-            session, job, max_active=settings.max_active_jobs_per_designer
+            session, job, max_active=settings.max_active_jobs_per_designer, rank=not settings.is_sqlite
         )
         if position is None:
             raise RateLimited(
@@ -112,6 +113,9 @@ async def _store(settings: Settings, session: AsyncSession, job: Job) -> JobOut:
                 headers={"Retry-After": "10"},
                 code="too_many_active_jobs",
             )
+    if settings.is_sqlite:
+        async with single_reads(engine) as conn:
+            position = await job_queue.queue_position(conn, job)
     return job_out(job, position)
 
 
@@ -125,6 +129,7 @@ async def _store(settings: Settings, session: AsyncSession, job: Job) -> JobOut:
 async def create_job(
     body: JobCreate,
     settings: SettingsDep,
+    engine: EngineDep,
     manifest: ManifestDep,
     session: SessionDep,
     designer: CurrentDesigner,
@@ -140,7 +145,7 @@ async def create_job(
     job = _build_job(manifest, designer, params, idempotency_key=idempotency_key)
     await _check_upload(session, designer, job.upload_id)
     try:
-        return await _store(settings, session, job)
+        return await _store(settings, engine, session, job)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -247,6 +252,7 @@ async def cancel_job(job_id: str, session: SessionDep, designer: CurrentDesigner
 async def retry_job(
     job_id: str,
     settings: SettingsDep,
+    engine: EngineDep,
     manifest: ManifestDep,
     session: SessionDep,
     designer: CurrentDesigner,
@@ -260,4 +266,4 @@ async def retry_job(
         params["seed"] = None
     job = _build_job(manifest, designer, params, retry_of=original.id)
     await _check_upload(session, designer, job.upload_id)
-    return await _store(settings, session, job)
+    return await _store(settings, engine, session, job)
