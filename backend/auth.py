@@ -16,7 +16,7 @@ from backend.errors import Unauthorized
 from backend.models import Designer
 
 TOKEN_BYTES = 32
-CACHE_TTL_S = 30.0  # a revoked token keeps working at most this long in a running worker
+CACHE_TTL_S = 30.0  # a revoked token's entry lives at most this long where the revocation's notice is lost
 
 
 def new_token() -> str:
@@ -28,7 +28,11 @@ def hash_token(token: str) -> str:
 
 
 class TokenCache:
-    """token hash → (designer id, name, expiry): spares a query on every request."""
+    """token hash → (designer id, name, expiry): spares a query on every request.
+
+    Safe under revocation: `users.py disable|rotate` notifies every API process (`notify.DESIGNERS`),
+    whose caches then `forget` the designer at once; the TTL bounds an entry whose notice was lost
+    (a worker's notification connection down at that moment)."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str, str, float]] = {}
@@ -39,6 +43,11 @@ class TokenCache:
             self._entries.pop(token_hash, None)
             return None
         return entry[0], entry[1]
+
+    def forget(self, designer_id: str) -> None:
+        stale = [h for h, entry in self._entries.items() if entry[0] == designer_id]
+        for token_hash in stale:
+            self._entries.pop(token_hash, None)
 
     def put(self, token_hash: str, designer_id: str, name: str) -> None:
         if len(self._entries) > 10_000:
