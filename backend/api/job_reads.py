@@ -1,5 +1,5 @@
-"""The request path's reads of one job (GET /api/jobs/{id}, and the job a POST just stored): one
-statement for the job and its queue position, its images only when it succeeded, on a bare connection.
+"""GET /api/jobs/{id}'s read of one job: one statement for the job and its queue position, its images
+only when it succeeded, on a bare connection.
 
 Integrations poll job status, so this path is kept lean: no ORM session (no identity map, no unit of
 work, no `Job` objects), only the columns the response shows (not the stored graph), and no
@@ -42,6 +42,7 @@ JOB_COLUMNS = (
     "finished_at",
 )
 IMAGE_COLUMNS = ("id", "index", "width", "height", "seed", "size_bytes")
+_JOB_ID = bindparam("job_id", type_=String())
 
 
 @functools.cache
@@ -67,18 +68,14 @@ def _job_statement() -> Select[Any]:
         .scalar_subquery()
     )
     position = case((job.c.status == JobStatus.queued, count + 1), else_=None).label("queue_position")
-    return select(*(job.c[name] for name in JOB_COLUMNS), position).where(job.c.id == _bind_id())
-
-
-def _bind_id() -> Any:
-    return bindparam("job_id", type_=String())
+    return select(*(job.c[name] for name in JOB_COLUMNS), position).where(job.c.id == _JOB_ID)
 
 
 @functools.cache
 def _images_statement() -> Select[Any]:
     return (
         select(*(_IMAGES.c[name] for name in IMAGE_COLUMNS))
-        .where(_IMAGES.c.job_id == _bind_id())
+        .where(_IMAGES.c.job_id == _JOB_ID)
         .order_by(_IMAGES.c.index)
     )
 

@@ -42,8 +42,12 @@ async def get_job(session: AsyncSession, designer: Principal, job_id: str) -> Jo
     Its images are not loaded here: `job_view` loads them only for a succeeded job (none has any other)."""
     job = await session.get(Job, job_id, options=[lazyload(Job.images)]) if is_entity_id(job_id) else None
     if job is None or job.designer_id != designer.id:
-        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+        raise _not_found(job_id)
     return job
+
+
+def _not_found(job_id: str) -> NotFound:
+    return NotFound(f"No job {job_id!r}.", code="job_not_found")
 
 
 def _check_style(manifest: Manifest, style: str) -> None:
@@ -217,7 +221,7 @@ async def list_jobs(
 async def read_job(job_id: str, engine: EngineDep, designer: CurrentDesigner) -> JobOut:
     found = await job_reads.read_job(engine, job_id) if is_entity_id(job_id) else None
     if found is None or found[0].designer_id != designer.id:
-        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+        raise _not_found(job_id)  # someone else's job too, as in get_job
     row, images = found
     return job_out(row, row.queue_position, images)
 
