@@ -1,14 +1,13 @@
 """Designers' bearer tokens: random, shown once, stored as SHA-256 (they are 256-bit random, so no salt
-or slow hash is needed to make them infeasible to reverse). `CurrentDesigner` guards every /api route."""
+or slow hash is needed to make them infeasible to reverse). `authenticate` is behind
+`api.deps.CurrentDesigner`, which guards every /api route."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
-from typing import Annotated
 
-from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +16,7 @@ from backend.errors import Unauthorized
 from backend.models import Designer
 
 TOKEN_BYTES = 32
-CACHE_TTL_S = 30.0  # a revoked token keeps working at most this long in a running worker
+CACHE_TTL_S = 30.0  # a revoked token's entry lives at most this long where the revocation's notice is lost
 
 
 def new_token() -> str:
@@ -29,7 +28,11 @@ def hash_token(token: str) -> str:
 
 
 class TokenCache:
-    """token hash → (designer id, name, expiry): spares a query on every request."""
+    """token hash → (designer id, name, expiry): spares a query on every request.
+
+    Safe under revocation: `users.py disable|rotate` notifies every API process (`notify.DESIGNERS`),
+    whose caches then `forget` the designer at once; the TTL bounds an entry whose notice was lost
+    (a worker's notification connection down at that moment)."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str, str, float]] = {}
@@ -40,6 +43,11 @@ class TokenCache:
             self._entries.pop(token_hash, None)
             return None
         return entry[0], entry[1]
+
+    def forget(self, designer_id: str) -> None:
+        stale = [h for h, entry in self._entries.items() if entry[0] == designer_id]
+        for token_hash in stale:
+            self._entries.pop(token_hash, None)
 
     def put(self, token_hash: str, designer_id: str, name: str) -> None:
         if len(self._entries) > 10_000:
@@ -55,9 +63,9 @@ class Principal:
         self.name = name
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header."""
+    scheme, _, token = (header or "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
@@ -68,18 +76,16 @@ async def lookup(session: AsyncSession, token: str) -> Designer | None:
     return designer if designer is not None and designer.is_active else None
 
 
-async def authenticate(request: Request, token: str | None) -> Principal:
+async def authenticate(cache: TokenCache, sessionmaker: SessionMaker, token: str | None) -> Principal:
     if not token:
         raise Unauthorized(
             "Send your designer token as 'Authorization: Bearer <token>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    cache: TokenCache = request.app.state.token_cache
     token_hash = hash_token(token)
     hit = cache.get(token_hash)
     if hit is not None:
         return Principal(*hit)
-    sessionmaker: SessionMaker = request.app.state.sessionmaker
     session = await read_session(sessionmaker)
     async with session:
         designer = await lookup(session, token)
@@ -89,10 +95,3 @@ async def authenticate(request: Request, token: str | None) -> Principal:
         )
     cache.put(token_hash, designer.id, designer.name)
     return Principal(designer.id, designer.name)
-
-
-async def current_designer(request: Request) -> Principal:
-    return await authenticate(request, _bearer(request))
-
-
-CurrentDesigner = Annotated[Principal, Depends(current_designer)]

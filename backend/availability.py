@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from fastapi import Depends
-from starlette.requests import HTTPConnection
+from typing import Any
 
 from backend.config import Settings
 from backend.errors import Conflict
@@ -156,15 +153,3 @@ class Availability:
         """`/readyz`'s view of each instance (by host:port, no credentials), from a fresh look."""
         snapshot = await self.monitor.fresh()
         return {s.name: instance_report(s, self.settings, self.manifest) for s in snapshot.states}
-
-
-def availability_of(app: Any) -> Availability:
-    state = app.state
-    return Availability(state.instances, state.settings, state.manifest)
-
-
-def get_availability(conn: HTTPConnection) -> Availability:
-    return availability_of(conn.app)
-
-
-AvailabilityDep = Annotated[Availability, Depends(get_availability)]

@@ -1,4 +1,4 @@
-"""Database engine and sessions: SQLite pragmas or a PostgreSQL pool; the FastAPI session dependency.
+"""Database engine and sessions: SQLite pragmas or a PostgreSQL pool; reader and writer transactions.
 
 One AsyncEngine per process, made by the entry point (API lifespan, dispatcher start).
 """
@@ -10,13 +10,18 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 from backend.config import Settings
@@ -70,9 +75,11 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # BEGIN IMMEDIATE: a writer takes the lock up front, so two writers never deadlock on upgrade
         # and a claim is atomic across processes. Read-only transactions are marked "deferred".
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != SQLITE_NO_BEGIN:
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+SQLITE_NO_BEGIN = "none"  # `sqlite_begin` for `single_reads`: statements run in SQLite's autocommit mode
 _SQLITE_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -94,24 +101,22 @@ async def writing(session: AsyncSession) -> AsyncIterator[None]:
         yield
 
 
+@contextlib.asynccontextmanager
+async def single_reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose statements each read on their own, outside any transaction: no BEGIN and no
+    COMMIT/ROLLBACK round trips. Only for reads where one statement's snapshot is enough (SQLite runs
+    each statement atomically in autocommit mode; PostgreSQL is switched to AUTOCOMMIT, client-side)."""
+    options: dict[str, Any] = (
+        {"sqlite_begin": SQLITE_NO_BEGIN}
+        if engine.dialect.name == "sqlite"
+        else {"isolation_level": "AUTOCOMMIT"}
+    )
+    async with engine.connect() as conn:
+        yield await conn.execution_options(**options)
+
+
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessionmaker: SessionMaker = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        yield session
-
-
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    session = await read_session(request.app.state.sessionmaker)
-    async with session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 
 
 async def read_session(sessionmaker: SessionMaker) -> AsyncSession:

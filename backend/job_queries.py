@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Integer, Select, String, and_, bindparam, func, or_, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.models import Job, JobStatus, UTCDateTime
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
 
 
-async def queue_position(session: AsyncSession, job: Job) -> int | None:
+async def queue_position(session: AsyncSession | AsyncConnection, job: Job) -> int | None:
     """1 = next to be claimed for its kind; None once the job left the queue."""
     if job.status != JobStatus.queued:
         return None
@@ -27,12 +27,12 @@ async def queue_position(session: AsyncSession, job: Job) -> int | None:
         "pos_created": job.created_at,
         "pos_id": job.id,
     }
-    ahead = await session.scalar(_position_statement(), params)
+    ahead = await session.scalar(position_statement(), params)
     return int(ahead or 0) + 1
 
 
 @functools.cache
-def _position_statement() -> Select[int]:
+def position_statement() -> Select[int]:
     """Queued jobs of a kind ahead of one (`ix_jobs_queue` covers it), built once."""
     priority = bindparam("pos_priority", type_=Integer())
     created = bindparam("pos_created", type_=UTCDateTime())

@@ -35,13 +35,25 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from backend import notify
-from backend.job_queries import active_count
-from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, UTCDateTime, utcnow
+from backend.job_queries import active_count, position_statement
+from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, UTCDateTime, new_id, utcnow
 
 _EVENTS = JobEvent.metadata.tables[JobEvent.__tablename__]  # Core inserts: no ORM unit of work
+_JOBS = Job.metadata.tables[Job.__tablename__]
+_NEW_JOB_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("status", JobStatus.queued.value),
+    ("lora_name", ""),
+    ("priority", 0),
+    ("attempts", 0),
+    ("cancel_requested", False),
+    ("progress_value", 0),
+    ("progress_max", 0),
+)
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -67,26 +79,64 @@ def _is_pg(session: AsyncSession) -> bool:
 
 async def enqueue(session: AsyncSession, job: Job, *, max_active: int | None = None) -> Job | None:
     """Store a new job and its `queued` event; None if that made the designer's jobs queued or
-    running exceed `max_active` (the caller then rolls the transaction back, job row included).
+    running exceed `max_active` (the caller then rolls the transaction back, job row included)."""
+    return job if await enqueue_ranked(session, job, max_active=max_active, rank=False) is not None else None
 
-    The cap is checked by the event's INSERT itself (`… SELECT … WHERE active <= max`), so on SQLite
-    the write lock is held for the two INSERTs only. A new job has no images: the collection is set
-    empty, so showing the job loads nothing.
+
+async def enqueue_ranked(
+    session: AsyncSession, job: Job, *, max_active: int | None = None, rank: bool = True
+) -> int | None:
+    """`enqueue`, answering the new job's queue position (None: over the cap, roll back; 0: not
+    counted, `rank=False`).
+
+    Two Core INSERTs, no ORM unit of work: the job's row, then its `queued` event, whose statement
+    checks the cap itself (`… SELECT … WHERE active <= max`) and, with `rank`, counts the position
+    (one round trip fewer than a `queue_position` after it). The count grows with the queue: on
+    SQLite, whose write lock the other writers wait for, count it after the commit instead. `job`
+    is filled with what the row holds (id, status, times, counters) and stays outside the session;
+    a new job has no images, so its collection is set empty and showing it loads nothing.
     """
-    job.images = []
-    session.add(job)
-    await session.flush()
-    params = {"ev_job": job.id, "ev_now": utcnow(), "ev_designer": job.designer_id, "ev_max": max_active}
-    stored = await session.scalar(_queued_event_statement(max_active is not None), params)
-    if stored is None:
+    _fill_new(job)
+    await session.execute(insert(_JOBS), _row_of(job))
+    params = {
+        "ev_job": job.id,
+        "ev_now": job.created_at,
+        "ev_designer": job.designer_id,
+        "ev_max": max_active,
+        "pos_kind": job.kind,
+        "pos_priority": job.priority,
+        "pos_created": job.created_at,
+        "pos_id": job.id,
+    }
+    returned = await session.scalar(_queued_event_statement(max_active is not None, rank), params)
+    if returned is None:
         return None
     notify.job_event(session, job.id, queued_kind=job.kind)
-    return job
+    return int(returned) + 1 if rank else 0
+
+
+def _fill_new(job: Job) -> None:
+    """The values a new row gets by default, set on the object the API shows."""
+    now = utcnow()
+    for key, value in _NEW_JOB_DEFAULTS:
+        if getattr(job, key) is None:
+            setattr(job, key, value)
+    job.id = job.id or new_id()
+    job.created_at = job.created_at or now
+    job.updated_at = job.updated_at or now
+    job.external = job.external if job.external is not None else {}
+    set_committed_value(job, "images", [])
+
+
+def _row_of(job: Job) -> dict[str, Any]:
+    state = sa_inspect(job)
+    return {c.key: state.dict[c.key] for c in _JOBS.columns if c.key in state.dict}
 
 
 @functools.cache
-def _queued_event_statement(capped: bool) -> Any:
-    """INSERT the `queued` event (… SELECT … WHERE the designer's active jobs <= ev_max) RETURNING its id."""
+def _queued_event_statement(capped: bool, rank: bool) -> Any:
+    """INSERT the `queued` event (… SELECT … WHERE the designer's active jobs <= ev_max) RETURNING
+    its id, or with `rank` the number of queued jobs ahead of the new one (`position_statement`)."""
     row = select(
         bindparam("ev_job", type_=String()),
         literal("queued"),
@@ -97,7 +147,8 @@ def _queued_event_statement(capped: bool) -> Any:
         active = active_count(bindparam("ev_designer", type_=String())).scalar_subquery()
         row = row.where(active <= bindparam("ev_max", type_=Integer()))
     columns = ["job_id", "type", "data", "created_at"]
-    return insert(_EVENTS).from_select(columns, row).returning(_EVENTS.c.id)
+    returned = position_statement().scalar_subquery() if rank else _EVENTS.c.id
+    return insert(_EVENTS).from_select(columns, row).returning(returned)
 
 
 def _held(job_id: str, worker_id: str) -> Any:

@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.event_hub = EventHub(app.state.sessionmaker, settings.event_poll_s)
         app.state.notifier = Notifier(engine)
         app.state.notifier.add_listener(notify.EVENTS, app.state.event_hub.on_notified)
+        app.state.notifier.add_listener(notify.DESIGNERS, app.state.token_cache.forget)
         await app.state.notifier.start()
         app.state.event_hub.start()
         try:

@@ -1,4 +1,5 @@
-"""Wake-ups between processes: "a job was queued" (for dispatchers), "job X has a new event" (for streams).
+"""Wake-ups between processes: "a job was queued" (for dispatchers), "job X has a new event" (for streams),
+"designer X was disabled or got a new token" (for the API workers' token caches).
 
 A notification is a hint that saves a poll's wait, never the only way news travels: dispatchers and
 EventHubs keep polling (DISPATCHER_POLL_S, EVENT_POLL_S), so a lost notification delays, never loses.
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 JOBS = "studio_jobs"  # payload: the job's kind ("text", "sketch")
 EVENTS = "studio_events"  # payload: the job's id
+DESIGNERS = "studio_designers"  # payload: the designer's id
 _PENDING = "studio_notify"  # Session.info key: the (channel, payload) pairs of the open transaction
 _RECONNECT_MAX_S = 5.0
 _DATAGRAM_MAX = 512
@@ -53,6 +55,11 @@ def job_event(session: AsyncSession | Session, job_id: str, *, queued_kind: str 
     pending.add((EVENTS, job_id))
     if queued_kind is not None:
         pending.add((JOBS, queued_kind))
+
+
+def designer_changed(session: AsyncSession | Session, designer_id: str) -> None:
+    """Mark: designer `designer_id` was disabled or given a new token (cached tokens must go)."""
+    _pending(session).add((DESIGNERS, designer_id))
 
 
 def _pending(session: AsyncSession | Session) -> set[tuple[str, str]]:
@@ -170,6 +177,7 @@ class Notifier:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {JOBS}")
                     await conn.execute(f"LISTEN {EVENTS}")
+                    await conn.execute(f"LISTEN {DESIGNERS}")
                     self.connected.set()
                     delay = 0.1
                     async for note in conn.notifies():

@@ -9,10 +9,12 @@ import sys
 
 from sqlalchemy import select, update
 
+from backend import notify
 from backend.auth import hash_token, new_token
 from backend.config import Settings, get_settings
 from backend.db import make_engine, make_sessionmaker
 from backend.models import Designer
+from backend.notify import Notifier
 
 
 class UserError(Exception):
@@ -51,14 +53,25 @@ async def ensure_designer(settings: Settings, name: str, token: str) -> bool:
 
 
 async def _set(settings: Settings, name: str, **values: object) -> None:
+    """Change a designer; the running API processes drop the designer's cached tokens at commit."""
     engine = make_engine(settings)
+    notifier = Notifier(engine)  # sends the SQLite datagrams (PostgreSQL: NOTIFY in the transaction)
+    await notifier.start()
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
-            result = await session.execute(update(Designer).where(Designer.name == name).values(**values))
-            if not result.rowcount:  # type: ignore[attr-defined]
+            designer_id = await session.scalar(
+                update(Designer).where(Designer.name == name).values(**values).returning(Designer.id)
+            )
+            if designer_id is None:
                 raise UserError(f"no designer {name!r}")
+            notify.designer_changed(session, designer_id)
     finally:
+        await notifier.close()
         await engine.dispose()
+
+
+async def disable_designer(settings: Settings, name: str) -> None:
+    await _set(settings, name, is_active=False)
 
 
 async def list_designers(settings: Settings) -> list[tuple[str, bool]]:
@@ -89,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_set(settings, args.name, token_hash=hash_token(token), is_active=True))
             out.write(f"new token for {args.name} (shown once):\n{token}\n")
         elif args.command == "disable":
-            asyncio.run(_set(settings, args.name, is_active=False))
+            asyncio.run(disable_designer(settings, args.name))
             out.write(f"designer {args.name} disabled\n")
         else:
             for name, active in asyncio.run(list_designers(settings)):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import Row, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -16,7 +18,7 @@ from backend.models import Image, Job, JobStatus
 from backend.schemas import ErrorInfo, ImageOut, JobOut, Progress
 
 
-def image_out(image: Image) -> ImageOut:
+def image_out(image: Image | Row[Any]) -> ImageOut:
     return ImageOut(
         id=image.id,
         index=image.index,
@@ -29,7 +31,10 @@ def image_out(image: Image) -> ImageOut:
     )
 
 
-def job_out(job: Job, queue_position: int | None = None) -> JobOut:
+def job_out(
+    job: Job | Row[Any], queue_position: int | None = None, images: Sequence[Image | Row[Any]] | None = None
+) -> JobOut:
+    """`job` is a `Job`, or a row of its columns (`api.job_reads`) with its `images` rows beside it."""
     error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return JobOut(
         id=job.id,
@@ -41,7 +46,7 @@ def job_out(job: Job, queue_position: int | None = None) -> JobOut:
         queue_position=queue_position,
         progress=Progress(value=job.progress_value, max=job.progress_max),
         error=error,
-        images=[image_out(i) for i in job.images],
+        images=[image_out(i) for i in (job.images if images is None else images)],
         attempts=job.attempts,
         retry_of=job.retry_of,
         cancel_requested=job.cancel_requested,

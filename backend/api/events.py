@@ -15,14 +15,15 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from backend import job_queries
+from backend.api.deps import AvailabilityDep, EventHubDep, SessionMakerDep, TokenCacheDep
 from backend.api.jobs import get_job
 from backend.auth import Principal, authenticate
-from backend.availability import availability_of
-from backend.db import read_session
+from backend.availability import Availability
+from backend.db import SessionMaker, read_session
 from backend.errors import AppError, error_body
 from backend.events import Event, EventHub, job_events
 
@@ -32,24 +33,32 @@ KEEPALIVE_S = 15.0
 FINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled"})
 
 
-async def _position(request_app: Any, designer: Principal, job_id: str) -> tuple[str, int | None, Any]:
+async def _position(
+    sessionmaker: SessionMaker, availability: Availability, designer: Principal, job_id: str
+) -> tuple[str, int | None, Any]:
     """The job's status, its queue position, and why it waits (a notice, while its server is down)."""
-    session = await read_session(request_app.state.sessionmaker)
+    session = await read_session(sessionmaker)
     async with session:
         job = await get_job(session, designer, job_id)
         position = await job_queries.queue_position(session, job)
-    notice = availability_of(request_app).notice(job.kind) if position is not None else None
+    notice = availability.notice(job.kind) if position is not None else None
     return job.status, position, notice and notice.model_dump()
 
 
-async def stream(app: Any, designer: Principal, job_id: str, after: int) -> AsyncGenerator[dict[str, Any]]:
+async def stream(
+    hub: EventHub,
+    sessionmaker: SessionMaker,
+    availability: Availability,
+    designer: Principal,
+    job_id: str,
+    after: int,
+) -> AsyncGenerator[dict[str, Any]]:
     """The job's events as JSON objects: replay, then live; ends after the final event."""
-    hub: EventHub = app.state.event_hub
-    status, position, notice = await _position(app, designer, job_id)  # 404 before anything is sent
+    status, position, notice = await _position(sessionmaker, availability, designer, job_id)  # 404 first
     queue = hub.subscribe(job_id)
     try:
         sent: set[int] = set()
-        for event in await job_events(app.state.sessionmaker, job_id, after):
+        for event in await job_events(sessionmaker, job_id, after):
             sent.add(event.id)
             yield event.as_json()
             if event.type in FINAL_EVENTS:
@@ -64,7 +73,7 @@ async def stream(app: Any, designer: Principal, job_id: str, after: int) -> Asyn
             try:
                 live: Event = await asyncio.wait_for(queue.get(), POSITION_EVERY_S)
             except TimeoutError:
-                status, position, notice = await _position(app, designer, job_id)
+                status, position, notice = await _position(sessionmaker, availability, designer, job_id)
                 continue
             if live.id in sent or live.id <= after:
                 continue
@@ -88,13 +97,18 @@ def _token(authorization: str | None, access_token: str | None) -> str | None:
 async def events_ws(
     websocket: WebSocket,
     job_id: str,
+    hub: EventHubDep,
+    sessionmaker: SessionMakerDep,
+    availability: AvailabilityDep,
+    cache: TokenCacheDep,
     after: Annotated[int, Query(ge=0)] = 0,
     access_token: Annotated[str | None, Query()] = None,
 ) -> None:
     """JSON text frames `{id, job_id, type, data, created_at}`; closes (1000) after the final event."""
     try:
-        designer = await authenticate(websocket, _token(websocket.headers.get("authorization"), access_token))  # type: ignore[arg-type]
-        iterator = stream(websocket.app, designer, job_id, after)
+        token = _token(websocket.headers.get("authorization"), access_token)
+        designer = await authenticate(cache, sessionmaker, token)
+        iterator = stream(hub, sessionmaker, availability, designer, job_id, after)
         first = await anext(iterator, None)
     except AppError as exc:
         await websocket.accept()
@@ -127,17 +141,20 @@ def _sse(message: dict[str, Any]) -> str:
 )
 async def events_sse(
     job_id: str,
-    request: Request,
+    hub: EventHubDep,
+    sessionmaker: SessionMakerDep,
+    availability: AvailabilityDep,
+    cache: TokenCacheDep,
     after: Annotated[int, Query(ge=0)] = 0,
     access_token: Annotated[str | None, Query()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """`text/event-stream`: replay, then live events, each with its `id:` for Last-Event-ID resumption."""
-    designer = await authenticate(request, _token(authorization, access_token))
+    designer = await authenticate(cache, sessionmaker, _token(authorization, access_token))
     if last_event_id and last_event_id.isdigit():
         after = max(after, int(last_event_id))
-    iterator = stream(request.app, designer, job_id, after)
+    iterator = stream(hub, sessionmaker, availability, designer, job_id, after)
     first = await anext(iterator, None)  # raises 404 as JSON before the stream starts
 
     async def body() -> AsyncIterator[str]:

@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.availability import AvailabilityDep
-from backend.config import Settings
+from backend.api.deps import AvailabilityDep, EngineDep, SessionMakerDep, SettingsDep, StorageDep
 from backend.metrics import render_metrics
 from backend.storage import StorageError
 
@@ -33,9 +33,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_db(request: Request) -> dict[str, Any]:
+async def _check_db(engine: AsyncEngine) -> dict[str, Any]:
     try:
-        async with request.app.state.engine.connect() as conn:
+        async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         return {"ok": True}
     except Exception as exc:
@@ -69,17 +69,18 @@ def _status(checks: dict[str, Any]) -> tuple[str, int]:
     summary="Ready to serve: database, storage and every ComfyUI server reachable with its models",
     responses={503: {"description": "not_ready: something every render needs is missing"}},
 )
-async def readyz(request: Request, availability: AvailabilityDep) -> JSONResponse:
-    settings: Settings = request.app.state.settings
-    db, comfy = await asyncio.gather(_check_db(request), availability.report())
+async def readyz(
+    settings: SettingsDep, engine: EngineDep, storage: StorageDep, availability: AvailabilityDep
+) -> JSONResponse:
+    db, comfy = await asyncio.gather(_check_db(engine), availability.report())
     try:
-        await request.app.state.storage.check()
-        storage: dict[str, Any] = {"ok": True}
+        await storage.check()
+        stored: dict[str, Any] = {"ok": True}
     except StorageError as exc:
-        storage = {"ok": False, "error": str(exc)}
+        stored = {"ok": False, "error": str(exc)}
     checks = {
         "database": db,
-        "storage": storage,
+        "storage": stored,
         "models": await asyncio.to_thread(_check_models, settings.models_marker),
         "comfyui": comfy,
     }
@@ -88,6 +89,6 @@ async def readyz(request: Request, availability: AvailabilityDep) -> JSONRespons
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    body = await render_metrics(request.app.state.sessionmaker)
+async def metrics(sessionmaker: SessionMakerDep) -> Response:
+    body = await render_metrics(sessionmaker)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

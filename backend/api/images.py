@@ -10,15 +10,23 @@ import asyncio
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend import job_queue
-from backend.auth import CurrentDesigner, Principal
-from backend.db import ReadSessionDep, SessionDep, writing
+from backend.api.deps import (
+    CurrentDesigner,
+    ReadSessionDep,
+    SessionDep,
+    SessionMakerDep,
+    SettingsDep,
+    StorageDep,
+)
+from backend.auth import Principal
+from backend.db import SessionMaker, writing
 from backend.errors import AppError, InvalidInput, NotFound, RateLimited, TooLarge, UnsupportedMedia
 from backend.images import ImageRejected, control_preview, process_sketch, save_thumbnail
 from backend.models import Image, Upload, utcnow
@@ -91,10 +99,13 @@ async def _check_upload_quota(session: SessionDep, designer: Principal, per_hour
     },
 )
 async def create_upload(
-    file: UploadFile, request: Request, session: SessionDep, designer: CurrentDesigner
+    file: UploadFile,
+    settings: SettingsDep,
+    storage: StorageDep,
+    session: SessionDep,
+    designer: CurrentDesigner,
 ) -> UploadOut:
     """A sketch (PNG, JPEG or WebP): EXIF orientation applied, flattened to greyscale, re-encoded as PNG."""
-    settings = request.app.state.settings
     if (file.content_type or "").split(";")[0].strip().lower() not in ACCEPTED_TYPES:
         raise UnsupportedMedia(
             f"Content type {file.content_type!r} is not accepted: send PNG, JPEG or WebP.",
@@ -113,7 +124,6 @@ async def create_upload(
         cls = REJECTION_ERRORS.get(exc.code, InvalidInput)
         raise cls(str(exc), code=exc.code, details=[{"field": "file", "message": str(exc)}]) from exc
     key, digest = content_key("uploads", sketch.png, "png")
-    storage: Storage = request.app.state.storage
     await storage.save(key, sketch.png, "image/png")
     try:
         async with session.begin():
@@ -165,12 +175,10 @@ async def read_upload(upload_id: str, session: ReadSessionDep, designer: Current
     "/uploads/{upload_id}/image", responses=ERRORS, summary="The stored sketch (PNG)", response_class=Response
 )
 async def upload_image(
-    upload_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner
+    upload_id: str, storage: StorageDep, session: ReadSessionDep, designer: CurrentDesigner
 ) -> Response:
     upload = await _own_upload(session, designer, upload_id)
-    return await _serve(
-        request.app.state.storage, upload.storage_key, f"sketch-{upload.id}.png", "image/png", False
-    )
+    return await _serve(storage, upload.storage_key, f"sketch-{upload.id}.png", "image/png", False)
 
 
 @router.get(
@@ -181,7 +189,7 @@ async def upload_image(
 )
 async def upload_preview(
     upload_id: str,
-    request: Request,
+    storage: StorageDep,
     session: ReadSessionDep,
     designer: CurrentDesigner,
     width: Annotated[int, Query(ge=256, le=1024, multiple_of=8)] = 768,
@@ -189,7 +197,7 @@ async def upload_preview(
 ) -> Response:
     """Inverted when it is dark lines on light paper, centre-cropped and scaled to the render size."""
     upload = await _own_upload(session, designer, upload_id)
-    png = await request.app.state.storage.load(upload.storage_key)
+    png = await storage.load(upload.storage_key)
     preview = await asyncio.to_thread(
         control_preview, png, width=width, height=height, invert=upload.dark_lines
     )
@@ -227,14 +235,14 @@ async def _serve(storage: Storage, key: str, filename: str, media_type: str, dow
 )
 async def read_image(
     image_id: str,
-    request: Request,
+    storage: StorageDep,
     session: ReadSessionDep,
     designer: CurrentDesigner,
     download: Annotated[bool, Query(description="as an attachment")] = False,
 ) -> Response:
     image = await _own_image(session, designer, image_id)
     name = f"render-{image.job_id[:8]}-{image.index + 1}-seed{image.seed}.png"
-    return await _serve(request.app.state.storage, image.storage_key, name, "image/png", download)
+    return await _serve(storage, image.storage_key, name, "image/png", download)
 
 
 @router.get(
@@ -244,25 +252,26 @@ async def read_image(
     summary="A render's thumbnail (JPEG)",
 )
 async def read_thumbnail(
-    image_id: str, request: Request, session: ReadSessionDep, designer: CurrentDesigner
+    image_id: str,
+    storage: StorageDep,
+    sessionmaker: SessionMakerDep,
+    session: ReadSessionDep,
+    designer: CurrentDesigner,
 ) -> Response:
     image = await _own_image(session, designer, image_id)
     if not image.thumb_ready:
-        await _make_thumbnail(request, image)
-    return await _serve(
-        request.app.state.storage, image.thumb_key, f"thumb-{image.id}.jpg", "image/jpeg", False
-    )
+        await _make_thumbnail(storage, sessionmaker, image)
+    return await _serve(storage, image.thumb_key, f"thumb-{image.id}.jpg", "image/jpeg", False)
 
 
-async def _make_thumbnail(request: Request, image: Image) -> None:
+async def _make_thumbnail(storage: Storage, sessionmaker: SessionMaker, image: Image) -> None:
     """The dispatcher makes thumbnails after a job succeeded; one it has not (yet) stored is made here."""
-    storage: Storage = request.app.state.storage
     try:
         png = await storage.load(image.storage_key)
     except StorageError as exc:
         raise NotFound("The file is missing from storage.", code="file_missing") from exc
     await save_thumbnail(storage, image, png)
-    async with request.app.state.sessionmaker() as session, writing(session):
+    async with sessionmaker() as session, writing(session):
         await job_queue.thumbnails_ready(session, [image.id])
 
 

@@ -6,17 +6,27 @@ import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import lazyload
 
 from backend import job_queries, job_queue
+from backend.api import job_reads
 from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
-from backend.auth import CurrentDesigner, Principal
-from backend.availability import AvailabilityDep
-from backend.db import ReadSessionDep, SessionDep, reading, writing
+from backend.api.deps import (
+    AvailabilityDep,
+    CurrentDesigner,
+    EngineDep,
+    ManifestDep,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+)
+from backend.auth import Principal
+from backend.config import Settings
+from backend.db import reading, single_reads, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload, new_id
 from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
@@ -40,8 +50,12 @@ async def get_job(session: AsyncSession, designer: Principal, job_id: str) -> Jo
     Its images are not loaded here: `job_view` loads them only for a succeeded job (none has any other)."""
     job = await session.get(Job, job_id, options=[lazyload(Job.images)]) if is_entity_id(job_id) else None
     if job is None or job.designer_id != designer.id:
-        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+        raise _not_found(job_id)
     return job
+
+
+def _not_found(job_id: str) -> NotFound:
+    return NotFound(f"No job {job_id!r}.", code="job_not_found")
 
 
 def _check_style(manifest: Manifest, style: str) -> None:
@@ -55,7 +69,7 @@ def _check_style(manifest: Manifest, style: str) -> None:
 
 
 def _build_job(
-    request: Request,
+    manifest: Manifest,
     designer: Principal,
     params: dict[str, Any],
     *,
@@ -63,7 +77,6 @@ def _build_job(
     retry_of: str | None = None,
 ) -> Job:
     """The new job's row, validated against the style manifest (nothing is read or written yet)."""
-    manifest: Manifest = request.app.state.manifest
     _check_style(manifest, params["style"])
     seed = params["seed"] if params.get("seed") is not None else secrets.randbelow(MAX_SEED + 1)
     return Job(
@@ -94,28 +107,27 @@ async def _check_upload(session: AsyncSession, designer: Principal, upload_id: s
         )
 
 
-async def _store(request: Request, session: AsyncSession, job: Job) -> JobOut:
+async def _store(settings: Settings, engine: AsyncEngine, session: AsyncSession, job: Job) -> JobOut:
     """Write the job (two INSERTs: on SQLite the write lock is held for those only), then show it.
 
-    The per-designer cap is checked inside the write (`job_queue.enqueue`). On SQLite the queue
-    position is counted after the commit, in a reader's transaction; PostgreSQL has no such lock and
-    counts it in the same transaction.
+    The per-designer cap is checked by the second INSERT (`job_queue.enqueue_ranked`). It counts the
+    queue position too on PostgreSQL; on SQLite that count (as long as the queue) would hold the write
+    lock other processes wait for, so it is one statement after the commit, outside any transaction.
     """
-    settings = request.app.state.settings
-    position: int | None = None
     async with writing(session):
-        if await job_queue.enqueue(session, job, max_active=settings.max_active_jobs_per_designer) is None:
+        position = await job_queue.enqueue_ranked(
+            session, job, max_active=settings.max_active_jobs_per_designer, rank=not settings.is_sqlite
+        )
+        if position is None:
             raise RateLimited(
                 f"You already have {settings.max_active_jobs_per_designer} renders queued or running; "
                 "wait for some to finish.",
                 headers={"Retry-After": "10"},
                 code="too_many_active_jobs",
             )
-        if not settings.is_sqlite:
-            position = await job_queries.queue_position(session, job)
     if settings.is_sqlite:
-        async with reading(session):
-            position = await job_queries.queue_position(session, job)
+        async with single_reads(engine) as conn:
+            position = await job_queries.queue_position(conn, job)
     return job_out(job, position)
 
 
@@ -131,7 +143,9 @@ async def _store(request: Request, session: AsyncSession, job: Job) -> JobOut:
 )
 async def create_job(
     body: JobCreate,
-    request: Request,
+    settings: SettingsDep,
+    engine: EngineDep,
+    manifest: ManifestDep,
     session: SessionDep,
     designer: CurrentDesigner,
     availability: AvailabilityDep,
@@ -145,11 +159,11 @@ async def create_job(
         existing = await _by_idempotency_key(session, designer, idempotency_key, params)
         if existing is not None:
             return existing
-    job = _build_job(request, designer, params, idempotency_key=idempotency_key)
+    job = _build_job(manifest, designer, params, idempotency_key=idempotency_key)
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     try:
-        return availability.annotate(await _store(request, session, job))
+        return availability.annotate(await _store(settings, engine, session, job))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -220,9 +234,13 @@ async def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="One job")
 async def read_job(
-    job_id: str, session: ReadSessionDep, designer: CurrentDesigner, availability: AvailabilityDep
+    job_id: str, engine: EngineDep, designer: CurrentDesigner, availability: AvailabilityDep
 ) -> JobOut:
-    return availability.annotate(await job_view(session, await get_job(session, designer, job_id)))
+    found = await job_reads.read_job(engine, job_id) if is_entity_id(job_id) else None
+    if found is None or found[0].designer_id != designer.id:
+        raise _not_found(job_id)  # someone else's job too, as in get_job
+    row, images = found
+    return availability.annotate(job_out(row, row.queue_position, images))
 
 
 @router.post(
@@ -254,7 +272,9 @@ async def cancel_job(job_id: str, session: SessionDep, designer: CurrentDesigner
 )
 async def retry_job(
     job_id: str,
-    request: Request,
+    settings: SettingsDep,
+    engine: EngineDep,
+    manifest: ManifestDep,
     session: SessionDep,
     designer: CurrentDesigner,
     availability: AvailabilityDep,
@@ -266,7 +286,7 @@ async def retry_job(
     params = dict(original.params)
     if body is not None and body.new_seed:
         params["seed"] = None
-    job = _build_job(request, designer, params, retry_of=original.id)
+    job = _build_job(manifest, designer, params, retry_of=original.id)
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
-    return await _store(request, session, job)
+    return availability.annotate(await _store(settings, engine, session, job))

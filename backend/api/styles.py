@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from backend import job_queries
-from backend.auth import CurrentDesigner
-from backend.availability import AvailabilityDep
-from backend.db import ReadSessionDep
+from backend.api.deps import AvailabilityDep, CurrentDesigner, ManifestDep, ReadSessionDep, SettingsDep
 from backend.errors import NotFound
 from backend.schemas import DesignerOut, StyleAvailability, StyleOut
-from contract.styles import Manifest
 
 router = APIRouter(prefix="/api", tags=["styles"])
 
 
 @router.get("/styles", response_model=list[StyleOut], summary="The styles a render can use")
 async def list_styles(
-    request: Request, _designer: CurrentDesigner, availability: AvailabilityDep
+    manifest: ManifestDep, _designer: CurrentDesigner, availability: AvailabilityDep
 ) -> list[StyleOut]:
     """Every style, each with whether the ComfyUI servers can render it now for each job kind."""
-    manifest: Manifest = request.app.state.manifest
     kinds = await availability.styles()
     return [
         StyleOut(
@@ -57,8 +53,7 @@ def _availability_fields(kinds: dict[str, StyleAvailability]) -> dict[str, Any]:
     summary="A style's preview image",
     responses={404: {"description": "no such style or no preview"}},
 )
-async def style_preview(style_id: str, request: Request, _designer: CurrentDesigner) -> FileResponse:
-    manifest: Manifest = request.app.state.manifest
+async def style_preview(style_id: str, manifest: ManifestDep, _designer: CurrentDesigner) -> FileResponse:
     if style_id not in manifest.styles:
         raise NotFound(f"No style {style_id!r}.", code="style_not_found")
     path = manifest.preview_path(style_id)
@@ -68,10 +63,10 @@ async def style_preview(style_id: str, request: Request, _designer: CurrentDesig
 
 
 @router.get("/me", response_model=DesignerOut, summary="Who the token belongs to, and their limits")
-async def me(request: Request, session: ReadSessionDep, designer: CurrentDesigner) -> DesignerOut:
+async def me(settings: SettingsDep, session: ReadSessionDep, designer: CurrentDesigner) -> DesignerOut:
     return DesignerOut(
         id=designer.id,
         name=designer.name,
         active_jobs=await job_queries.active_jobs(session, designer.id),
-        max_active_jobs=request.app.state.settings.max_active_jobs_per_designer,
+        max_active_jobs=settings.max_active_jobs_per_designer,
     )

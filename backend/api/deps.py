@@ -1,0 +1,107 @@
+"""Every dependency a route takes, as an `Annotated` type: settings, the style manifest, storage, the
+database (engine, sessions), the event hub, the ComfyUI probe client and the signed-in designer.
+
+This is the only module of `backend/api/` that reads `app.state` (filled by `main.create_app`'s
+lifespan); routes name what they need in their signature. The dependencies take an `HTTPConnection`, so
+WebSocket routes use them too, and add nothing to the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import httpx
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.requests import HTTPConnection
+
+from backend.auth import Principal, TokenCache, authenticate, bearer_token
+from backend.availability import Availability
+from backend.config import Settings
+from backend.db import SessionMaker, read_session
+from backend.events import EventHub
+from backend.storage import Storage
+from contract.styles import Manifest
+
+
+async def _settings(conn: HTTPConnection) -> Settings:
+    settings: Settings = conn.app.state.settings
+    return settings
+
+
+async def _manifest(conn: HTTPConnection) -> Manifest:
+    manifest: Manifest = conn.app.state.manifest
+    return manifest
+
+
+async def _storage(conn: HTTPConnection) -> Storage:
+    storage: Storage = conn.app.state.storage
+    return storage
+
+
+async def _engine(conn: HTTPConnection) -> AsyncEngine:
+    engine: AsyncEngine = conn.app.state.engine
+    return engine
+
+
+async def _sessionmaker(conn: HTTPConnection) -> SessionMaker:
+    sessionmaker: SessionMaker = conn.app.state.sessionmaker
+    return sessionmaker
+
+
+async def _http(conn: HTTPConnection) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = conn.app.state.http
+    return client
+
+
+async def _availability(conn: HTTPConnection) -> Availability:
+    state = conn.app.state
+    return Availability(state.instances, state.settings, state.manifest)
+
+
+async def _event_hub(conn: HTTPConnection) -> EventHub:
+    hub: EventHub = conn.app.state.event_hub
+    return hub
+
+
+async def _token_cache(conn: HTTPConnection) -> TokenCache:
+    cache: TokenCache = conn.app.state.token_cache
+    return cache
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ManifestDep = Annotated[Manifest, Depends(_manifest)]
+StorageDep = Annotated[Storage, Depends(_storage)]
+EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+SessionMakerDep = Annotated[SessionMaker, Depends(_sessionmaker)]
+HttpClientDep = Annotated[httpx.AsyncClient, Depends(_http)]
+EventHubDep = Annotated[EventHub, Depends(_event_hub)]
+TokenCacheDep = Annotated[TokenCache, Depends(_token_cache)]
+AvailabilityDep = Annotated[Availability, Depends(_availability)]
+
+
+async def _session(sessionmaker: SessionMakerDep) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+async def _read_session(sessionmaker: SessionMakerDep) -> AsyncIterator[AsyncSession]:
+    session = await read_session(sessionmaker)
+    async with session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
+
+
+async def _current_designer(conn: HTTPConnection) -> Principal:
+    # Reads the state itself rather than through TokenCacheDep and SessionMakerDep: every /api request
+    # solves this dependency, and each sub-dependency costs FastAPI a resolution per request.
+    state = conn.app.state
+    token = bearer_token(conn.headers.get("authorization"))
+    return await authenticate(state.token_cache, state.sessionmaker, token)
+
+
+CurrentDesigner = Annotated[Principal, Depends(_current_designer)]
