@@ -9,8 +9,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.backend.test_dispatch import job_status, wait_status
 from tests.factories import job_body
+from tests.support.api import job_status, wait_status
 from tests.support.backend import Stack, start_stack
 from tests.support.comfy import EmulatorProcess
 from tests.support.net import wait_until
@@ -21,7 +21,8 @@ FINAL = {"succeeded", "failed", "cancelled"}
 @pytest.fixture
 def slow_stack(db_url: str, tmp_path, emulator: EmulatorProcess):
     emulator.set_faults()  # fresh emulator of this test
-    yield from start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3)
+    with start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3) as stack:
+        yield stack
 
 
 def submitted_count(c: httpx.Client, stack: Stack, job_id: str) -> int:

@@ -26,14 +26,12 @@ TIMEOUT_S = 60
 def ui_stack(
     tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Stack]:
-    gen = start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url)
-    stack: Stack = next(gen)
-    monkeypatch.setenv("BACKEND_URL", stack.url)
     from frontend.config import get_frontend_settings
 
-    get_frontend_settings.cache_clear()
-    yield stack
-    gen.close()
+    with start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url) as stack:
+        monkeypatch.setenv("BACKEND_URL", stack.url)
+        get_frontend_settings.cache_clear()
+        yield stack
     get_frontend_settings.cache_clear()
 
 

@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from backend.workflows import GraphInputs, build_graph
-from bench.harness import is_alive
 from loras.manifest import load_manifest
 from mlserver.provision.lock import load_lock
+from tests.support.harness import is_alive
 from tests.support.net import free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
