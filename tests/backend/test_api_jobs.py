@@ -65,16 +65,6 @@ def test_unknown_style_is_refused_naming_the_styles(api_stack: Stack) -> None:
     assert err["details"][0]["field"] == "style"
 
 
-def test_not_json_and_wrong_types_at_top_level(api_stack: Stack) -> None:
-    with api_stack.client() as c:
-        assert_error(
-            c.post("/api/jobs", content=b"{not json", headers={"content-type": "application/json"}),
-            422,
-            "invalid_input",
-        )
-        assert_error(c.post("/api/jobs", json=["a", "list"]), 422, "invalid_input")
-
-
 def test_idempotency_key_returns_the_same_job_and_refuses_a_different_body(api_stack: Stack) -> None:
     body = job_body()
     with api_stack.client() as c:
@@ -89,15 +79,6 @@ def test_idempotency_key_returns_the_same_job_and_refuses_a_different_body(api_s
         )
     with api_stack.client(OTHER_TOKEN) as other:  # keys are per designer
         assert other.post("/api/jobs", json=body, headers={"Idempotency-Key": "retry-42"}).status_code == 201
-
-
-def test_tokens_are_required_and_checked(api_stack: Stack) -> None:
-    with httpx.Client(base_url=api_stack.url) as anon:
-        err = assert_error(anon.get("/api/jobs"), 401, "unauthorized")
-        assert "Bearer" in err["message"]
-        assert_error(anon.get("/api/jobs", headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
-        assert_error(anon.get("/api/jobs", headers={"Authorization": "Basic abc"}), 401, "unauthorized")
-        assert anon.get("/api/jobs").headers["www-authenticate"] == "Bearer"
 
 
 def test_another_designers_job_is_a_404(api_stack: Stack) -> None:

@@ -133,11 +133,6 @@ def test_upload_over_the_byte_limit_is_413(db_url: str, tmp_path) -> None:
             assert_error(upload(c, sketch_png(fmt="BMP") + b"\0" * 4096, "big.png"), 413, "upload_too_large")
 
 
-def test_missing_file_field_is_422(api_stack: Stack) -> None:
-    with api_stack.client() as c:
-        assert_error(c.post("/api/uploads", data={"x": "1"}), 422, "invalid_input")
-
-
 def test_uploads_belong_to_their_designer(api_stack: Stack) -> None:
     with api_stack.client() as alice, api_stack.client(OTHER_TOKEN) as bob:
         up = upload(alice, sketch_png()).json()

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
@@ -51,6 +52,7 @@ def make_settings(db_url: str, data_dir: Path, comfy_url: str | None, **override
 class ApiServer:
     settings: Settings
     port: int = field(default_factory=free_port)
+    app: FastAPI | None = None  # create_app(settings), unless a test adds a route of its own to one
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
 
@@ -60,7 +62,7 @@ class ApiServer:
 
     def start(self) -> None:
         config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
+            self.app or create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"api:{self.port}", daemon=True)
