@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import random
+import sys
 import threading
 import time
 import uuid
@@ -55,7 +56,7 @@ class FaultyS3Proxy:
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.client = httpx.Client(base_url=self.upstream, timeout=60)
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        self.server = _QuietServer(("127.0.0.1", self.port), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="s3-faults", daemon=True)
 
@@ -93,6 +94,14 @@ class FaultyS3Proxy:
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         return self.client.request(method, path, headers=headers, content=body)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client hanging up on its keep-alive connection is routine, not a traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
