@@ -113,6 +113,7 @@ class Soak:
         self.stop = threading.Event()
         self.dealt_all = threading.Event()  # every kind of fault has happened at least once
         self.deck: list[str] = []
+        self.decks = 0
 
     def client(self) -> httpx.Client:
         auth = {"Authorization": f"Bearer {DEMO_TOKEN}"}
@@ -140,8 +141,9 @@ class Soak:
     def draw(self) -> str:
         """The next fault from a shuffled deck of every kind: a short run still meets each of them."""
         if not self.deck:
-            if self.events:
+            if self.decks:  # the last card of the first deck has been played
                 self.dealt_all.set()
+            self.decks += 1
             self.deck = self.rng.sample(self.faults(), len(self.faults()))
         return self.deck.pop()
 

@@ -33,7 +33,8 @@ from tests.support.s3_faults import FaultyS3Proxy, S3Faults
 BUCKET = "soak-renders"
 DISK_MIB_PER_JOB = 1.0
 DISK_MIN_MIB = 64
-FAULT_HOLD_S = (1.0, 4.0)  # how long an outage or a full disk lasts
+DISK_FULL_S = (1.0, 4.0)
+S3_OUTAGE_S = (2.0, 12.0)  # past botocore's retries (4 attempts, up to about 7 s) now and then
 ORPHAN_EXIT_TIMEOUT_S = 90.0
 
 
@@ -81,8 +82,8 @@ class Rig:
             "restart_api": self._restart_api,
             "kill_api": self._kill_api,
             "restart_postgres": lambda: self._restart_postgres(rng),
-            "s3_outage": lambda: self._s3_outage(rng.uniform(*FAULT_HOLD_S)),
-            "disk_full": lambda: self._disk_full(rng.uniform(*FAULT_HOLD_S)),
+            "s3_outage": lambda: self._s3_outage(rng.uniform(*S3_OUTAGE_S)),
+            "disk_full": lambda: self._disk_full(rng.uniform(*DISK_FULL_S)),
         }
         actions[fault]()
 
