@@ -114,6 +114,7 @@ class Soak:
         self.dealt_all = threading.Event()  # every kind of fault has happened at least once
         self.deck: list[str] = []
         self.decks = 0
+        self.fault_errors: list[str] = []
 
     def client(self) -> httpx.Client:
         auth = {"Authorization": f"Bearer {DEMO_TOKEN}"}
@@ -124,19 +125,26 @@ class Soak:
                 "none", *self.rig.extra_faults())  # fmt: skip
 
     def chaos(self) -> None:
-        """One random fault every CHAOS_EVERY_S until the jobs are all in; exited dispatchers replaced."""
+        """One fault every CHAOS_EVERY_S until the jobs are all in; exited dispatchers replaced. A fault
+        that could not be produced is recorded (and fails the run), and the next one follows."""
         while not self.stop.wait(CHAOS_EVERY_S):
             self.ledger.poll(self.rig)
             self.events["dispatcher_exited"] += self.rig.replace_exited_dispatchers()
             fault = self.draw()
             self.events[fault] += 1
-            if fault == "kill_comfyui":
-                self.ledger.poll(self.rig)
-                self.rig.kill_comfyui(self.rng.uniform(0.2, 1.5), self.ledger.restarted)
-            elif fault == "cancel":
-                self.cancel_some()
-            elif fault != "none":
-                self.rig.inject(fault, self.rng)
+            try:
+                self.inject(fault)
+            except Exception as exc:
+                self.fault_errors.append(f"{fault}: {exc!r}"[:500])
+
+    def inject(self, fault: str) -> None:
+        if fault == "kill_comfyui":
+            self.ledger.poll(self.rig)
+            self.rig.kill_comfyui(self.rng.uniform(0.2, 1.5), self.ledger.restarted)
+        elif fault == "cancel":
+            self.cancel_some()
+        elif fault != "none":
+            self.rig.inject(fault, self.rng)
 
     def draw(self) -> str:
         """The next fault from a shuffled deck of every kind: a short run still meets each of them."""
@@ -195,6 +203,7 @@ class Soak:
             "faults": dict(self.events),
             "storage_faults": self.rig.storage_faults(),
             "unavailable": self.rig.unavailable,
+            "fault_errors": self.fault_errors,
             "problems": outcome.problems[:20],
         }
 
@@ -239,11 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(k) for k in result)
     for key in SUMMARY:
         sys.stdout.write(f"{key:<{width}}  {result[key]}\n")
-    for key in ("failed_by_code", "faults", "storage_faults", "unavailable"):
+    for key in ("failed_by_code", "faults", "storage_faults", "unavailable", "fault_errors"):
         sys.stdout.write(f"{key:<{width}}  {json.dumps(result[key])}\n")
     for problem in result["problems"]:
         sys.stdout.write(f"  problem: {problem}\n")
-    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+    return 0 if result["lost"] == result["duplicated"] == 0 and not result["fault_errors"] else 1
 
 
 if __name__ == "__main__":

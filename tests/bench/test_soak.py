@@ -25,7 +25,7 @@ def test_a_small_soak_with_every_fault_loses_nothing_and_duplicates_nothing(
     argv = ["--jobs", str(JOBS), "--database", database, "--storage", storage, "--fault-rate", "0.05"]
     argv += ["--step-ms", "20", "--every-fault", "--seed", "11", "--timeout-s", "240"]
     result = soak.run(soak.parse_args(argv))
-    assert result["problems"] == []
+    assert result["problems"] == [] and result["fault_errors"] == []
     assert (result["lost"], result["duplicated"]) == (0, 0)
     assert result["accepted"] == JOBS
     assert result["succeeded"] + result["failed"] + result["cancelled"] == JOBS
