@@ -1,7 +1,7 @@
 """Soak: thousands of jobs through the real processes while production's faults rain on them; then count.
 
     python -m bench.soak [--jobs 2000] [--dispatchers 2] [--database sqlite|postgresql]
-                         [--storage local|s3] [--fault-rate 0.03] [--seed 1]
+                         [--storage local|s3] [--fault-rate 0.03] [--every-fault] [--seed 1]
     make soak
 
 Starts the emulator (random execution errors, out-of-memory errors, HTTP 500s), the API under gunicorn,
@@ -22,7 +22,7 @@ ended (faults off) it checks each one through the API and prints:
 
 `lost` is a job that never ended (or ended without its images); `duplicated` is a job with more than
 one final event, or one that ComfyUI executed more often than the backend submitted it. Exit status 1
-if either is not 0.
+if either is not 0, or if a fault could not be produced (`fault_errors`).
 """
 
 from __future__ import annotations
