@@ -66,10 +66,10 @@ test: install-test lint
 previews: $(RUN_STAMP)
 	$(PY) -m loras.render_previews --backend-url $${BACKEND_URL:-http://127.0.0.1:8000} --token $${STUDIO_TOKEN:-studio-demo-token}
 
-## soak: thousands of jobs through the real processes under random faults; prints lost/duplicated (must be 0)
+## soak: thousands of jobs through the real processes under production's faults (processes, PostgreSQL server, storage); lost/duplicated must be 0. SOAK_ARGS="--database postgresql --storage s3" for the other pair
 SOAK_ARGS ?= --jobs 2000
 soak: $(TEST_STAMP)
-	$(PY) -m tests.soak $(SOAK_ARGS)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 ## bench: the benchmarks of issue 8 against the emulator: prints a table, writes bench/results/<time>.json
 bench: $(TEST_STAMP)

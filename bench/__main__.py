@@ -20,9 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import claim_rate, harness, idle_gap, latency, lora_switches, memory, sagemaker_path, throughput
+from bench import claim_rate, idle_gap, latency, lora_switches, memory, sagemaker_path, throughput
 from bench.report import Figure, table, write_json
 from bench.sizes import FULL, QUICK, Sizes
+from tests.support.db import PG_ADMIN_URL, pg_available
 
 Runner = Callable[[Path, str, Sizes], list[Figure]]
 BENCHES: dict[str, Runner] = {
@@ -99,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_from(args)
     runs = plan(args)
-    if any(db == "postgresql" for _, db in runs) and not harness.pg_available():
-        raise SystemExit(f"PostgreSQL is not reachable at {harness.PG_ADMIN_URL} (set BENCH_PG_URL)")
+    if any(db == "postgresql" for _, db in runs) and not pg_available():
+        raise SystemExit(f"PostgreSQL is not reachable at {PG_ADMIN_URL} (set BENCH_PG_URL)")
     started = datetime.now(UTC)
     workdir = Path(tempfile.mkdtemp(prefix="studio-bench-"))
     figures: list[Figure] = []

@@ -36,10 +36,10 @@ from backend.job_context import JobGateway
 from backend.migrate import upgrade
 from backend.models import Designer, Job, JobEvent, JobStatus, new_id, utcnow
 from backend.storage import make_storage
-from bench import harness
 from bench.report import Figure
 from bench.sizes import Sizes
 from contract.styles import load_manifest
+from tests.support.db import fresh_database
 
 TARGET = {"sqlite": 2000.0, "postgresql": 1500.0}
 STYLES = (
@@ -207,7 +207,7 @@ async def _claim_events(settings: Settings) -> tuple[int, int, int]:
 def one_run(
     workdir: Path, db: str, backlog: int, dispatchers: int, seconds: float, slots: int
 ) -> dict[str, Any]:
-    with harness.fresh_database(db, workdir) as db_url:
+    with fresh_database(db, workdir) as db_url:
         settings = settings_for(db_url, workdir)
         prepare(settings, backlog)
         outcomes = claim(settings, dispatchers, seconds, slots)
@@ -232,7 +232,7 @@ def one_run(
 
 
 def baseline(workdir: Path, db: str, backlog: int, seconds: float) -> float:
-    with harness.fresh_database(db, workdir) as db_url:
+    with fresh_database(db, workdir) as db_url:
         settings = settings_for(db_url, workdir)
         ids = prepare(settings, backlog)
         return asyncio.run(_bare_transactions(settings, ids, seconds))

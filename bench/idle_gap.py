@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 
-from bench import harness
 from bench.clients import GraphMaker, api_client, job_body, post_job
 from bench.report import Figure, ms, p50_p99
 from bench.sizes import Sizes
+from tests.support import harness
+from tests.support.comfy import EmulatorProcess
+from tests.support.db import fresh_database
 
 STEP_MS = 55.0
 P50_MAX_S, P99_MAX_S = 0.015, 0.050
@@ -32,10 +34,10 @@ def gaps(runs: list[dict[str, Any]]) -> list[float]:
     return [b["started_at"] - a["ended_at"] for a, b in itertools.pairwise(ordered)]
 
 
-def wait_runs(emu: harness.Emulator, n: int, timeout_s: float) -> list[dict[str, Any]]:
+def wait_runs(emu: EmulatorProcess, n: int, timeout_s: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        emu.proc.check_alive()
+        harness.emulator_alive(emu)
         runs: list[dict[str, Any]] = emu.stats()["runs"]
         if len(runs) >= n:
             return runs
@@ -44,17 +46,21 @@ def wait_runs(emu: harness.Emulator, n: int, timeout_s: float) -> list[dict[str,
 
 
 async def _post_backlog(url: str, n: int, steps: int) -> None:
-    async with api_client(url, harness.DEMO_TOKEN) as client:
+    async with api_client(url, harness.PRODUCTION_TOKEN) as client:
         for _ in range(n):
             await post_job(client, job_body(steps=steps))
 
 
 def through_dispatcher(workdir: Path, db: str, sizes: Sizes, prequeue: int) -> list[float]:
     n = sizes.idle_backlog
-    with harness.fresh_database(db, workdir) as db_url, harness.stack(workdir) as s:
+    with fresh_database(db, workdir) as db_url, harness.process_stack(workdir) as s:
         emu = s.emulator(STEP_MS)
-        env = harness.stack_env(
-            db_url, workdir, emu.address, comfy_prequeue=prequeue, max_active_jobs_per_designer=n + 10
+        env = harness.production_env(
+            db_url,
+            workdir,
+            harness.emulator_address(emu),
+            comfy_prequeue=prequeue,
+            max_active_jobs_per_designer=n + 10,
         )
         s.prestart(env)
         api = s.api(env)
@@ -66,7 +72,7 @@ def through_dispatcher(workdir: Path, db: str, sizes: Sizes, prequeue: int) -> l
 def straight_to_comfy(workdir: Path, sizes: Sizes) -> list[float]:
     n, maker = sizes.idle_backlog, GraphMaker()
     body = job_body(steps=sizes.idle_steps)
-    with harness.stack(workdir) as s:
+    with harness.process_stack(workdir) as s:
         emu = s.emulator(STEP_MS)
         s.wait_emulators()
         with httpx.Client(base_url=emu.url, timeout=30) as http:

@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import harness
 from bench.clients import DirectComfy, GraphMaker, Timing, api_client, api_render, job_body
 from bench.report import Figure, ms, p50_p99
 from bench.sizes import Sizes
+from tests.support import harness
+from tests.support.db import fresh_database
 
 STEP_MS = 55.0
 ADDED_P50_MAX_S, ADDED_P99_MAX_S = 0.040, 0.150
@@ -29,7 +30,7 @@ async def _pairs(api_url: str, comfy_url: str, jobs: int, steps: int) -> list[tu
     maker = GraphMaker()
     body = job_body(steps=steps)
     pairs: list[tuple[Timing, Timing]] = []
-    async with api_client(api_url, harness.DEMO_TOKEN) as client, DirectComfy(comfy_url) as direct:
+    async with api_client(api_url, harness.PRODUCTION_TOKEN) as client, DirectComfy(comfy_url) as direct:
 
         async def straight() -> Timing:
             prompt_id = str(uuid.uuid4())
@@ -83,9 +84,9 @@ def steps_ms(timings: list[Timing], runs: dict[str, dict[str, Any]], steps: Any)
 
 
 def measure(workdir: Path, db: str, sizes: Sizes) -> tuple[list[tuple[Timing, Timing]], dict[str, Any]]:
-    with harness.fresh_database(db, workdir) as db_url, harness.stack(workdir) as s:
+    with fresh_database(db, workdir) as db_url, harness.process_stack(workdir) as s:
         emu = s.emulator(STEP_MS)
-        env = harness.stack_env(db_url, workdir, emu.address)
+        env = harness.production_env(db_url, workdir, harness.emulator_address(emu))
         s.prestart(env)
         api = s.api(env)
         s.dispatcher(env)

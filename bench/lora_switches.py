@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import harness
 from bench.clients import api_client, job_body, post_job
 from bench.report import Figure
 from bench.sizes import Sizes
+from tests.support import harness
+from tests.support.comfy import EmulatorProcess
+from tests.support.db import fresh_database
 
 STEP_MS = 55.0
 LORA_LOAD_MS = 300.0
@@ -28,29 +30,29 @@ POLL_S = 0.5
 
 
 async def _post_backlog(url: str, n: int, steps: int) -> None:
-    async with api_client(url, harness.DEMO_TOKEN) as client:
+    async with api_client(url, harness.PRODUCTION_TOKEN) as client:
         for i in range(n):
             await post_job(client, job_body(style=STYLES[i % len(STYLES)], steps=steps))
 
 
-def _wait_all(emulators: list[harness.Emulator], n: int, timeout_s: float) -> list[dict[str, Any]]:
+def _wait_all(emulators: list[EmulatorProcess], n: int, timeout_s: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         stats = [e.stats() for e in emulators]
         if sum(len(s["runs"]) for s in stats) >= n:
             return stats
         for e in emulators:
-            e.proc.check_alive()
+            harness.emulator_alive(e)
         time.sleep(POLL_S)
     raise TimeoutError(f"{n} jobs did not finish in {timeout_s:.0f}s")
 
 
 def one_run(workdir: Path, db: str, sizes: Sizes, dispatcher_module: str) -> dict[str, Any]:
     n = sizes.lora_jobs
-    with harness.fresh_database(db, workdir) as db_url, harness.stack(workdir) as s:
+    with fresh_database(db, workdir) as db_url, harness.process_stack(workdir) as s:
         emulators = [s.emulator(STEP_MS, load_ms=(0, LORA_LOAD_MS, 0)) for _ in range(2)]
-        address = ",".join(e.address for e in emulators)
-        env = harness.stack_env(db_url, workdir, address, max_active_jobs_per_designer=n + 10)
+        address = ",".join(harness.emulator_address(e) for e in emulators)
+        env = harness.production_env(db_url, workdir, address, max_active_jobs_per_designer=n + 10)
         s.prestart(env)
         api = s.api(env)
         asyncio.run(_post_backlog(api.url, n, sizes.lora_steps))

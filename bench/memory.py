@@ -17,10 +17,11 @@ from typing import Any
 
 import httpx
 
-from bench import harness
 from bench.clients import api_client, follow, job_body, post_job
 from bench.report import Figure
 from bench.sizes import Sizes
+from tests.support import harness
+from tests.support.db import fresh_database
 
 STEP_MS = 1.0
 INSTANCES = 4
@@ -30,7 +31,7 @@ WATCH_S = 0.1
 MAX_GROWTH_MIB = 20.0
 
 
-def rss(api: harness.Api, dispatcher: harness.Proc) -> dict[str, float]:
+def rss(api: harness.ApiProcess, dispatcher: harness.DispatcherProcess) -> dict[str, float]:
     workers = [harness.rss_mib(pid) for pid in api.worker_pids()]
     return {
         "api_worker_max": max(workers),
@@ -52,13 +53,15 @@ async def _follow_one(client: httpx.AsyncClient, job_id: str) -> None:
     (await client.get(f"/api/images/{final['data']['images'][0]['id']}")).raise_for_status()
 
 
-async def _drive(api: harness.Api, dispatcher: harness.Proc, jobs: int, mark: int) -> dict[str, Any]:
+async def _drive(
+    api: harness.ApiProcess, dispatcher: harness.DispatcherProcess, jobs: int, mark: int
+) -> dict[str, Any]:
     readings: dict[str, Any] = {}
     body = job_body(steps=1, side=256)
     followers: list[asyncio.Task[None]] = []
     posted = 0
     started = time.monotonic()
-    async with api_client(api.url, harness.DEMO_TOKEN) as client:
+    async with api_client(api.url, harness.PRODUCTION_TOKEN) as client:
         while True:
             active = await _active(client)
             done = posted - active
@@ -81,10 +84,10 @@ async def _drive(api: harness.Api, dispatcher: harness.Proc, jobs: int, mark: in
 
 
 def measure(workdir: Path, db: str, sizes: Sizes) -> dict[str, Any]:
-    with harness.fresh_database(db, workdir) as db_url, harness.stack(workdir) as s:
+    with fresh_database(db, workdir) as db_url, harness.process_stack(workdir) as s:
         emulators = [s.emulator(STEP_MS) for _ in range(INSTANCES)]
-        address = ",".join(e.address for e in emulators)
-        env = harness.stack_env(db_url, workdir, address, max_active_jobs_per_designer=BACKLOG * 2)
+        address = ",".join(harness.emulator_address(e) for e in emulators)
+        env = harness.production_env(db_url, workdir, address, max_active_jobs_per_designer=BACKLOG * 2)
         s.prestart(env)
         api = s.api(env)
         dispatcher = s.dispatcher(env)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bench import harness
 from bench.clients import Timing, api_client, api_render, job_body
 from bench.report import Figure, ms, p50_p99
 from bench.sizes import Sizes
+from tests.support import harness
+from tests.support.db import fresh_database
 
 STEP_MS = 55.0
 
@@ -27,7 +28,10 @@ STEP_MS = 55.0
 async def _pairs(sm_url: str, direct_url: str, jobs: int, steps: int) -> list[tuple[Timing, Timing]]:
     body = job_body(steps=steps)
     pairs: list[tuple[Timing, Timing]] = []
-    async with api_client(sm_url, harness.DEMO_TOKEN) as sm, api_client(direct_url, harness.DEMO_TOKEN) as d:
+    async with (
+        api_client(sm_url, harness.PRODUCTION_TOKEN) as sm,
+        api_client(direct_url, harness.PRODUCTION_TOKEN) as d,
+    ):
         await api_render(sm, body, progress=False)  # warm-up: first request of each worker, first invocation
         await api_render(d, body)
         for i in range(jobs):
@@ -42,15 +46,15 @@ async def _pairs(sm_url: str, direct_url: str, jobs: int, steps: int) -> list[tu
 
 
 def measure(workdir: Path, db: str, sizes: Sizes) -> list[tuple[Timing, Timing]]:
-    from tests.support.aws import CREDENTIALS, serve_moto
+    from tests.support.aws import CREDENTIALS, REGION, serve_moto
     from tests.support.sagemaker_adapter import start_adapter
-    from tests.support.sagemaker_async import REGION, SageMakerAsyncStandIn, create_overflow_endpoint
+    from tests.support.sagemaker_async import SageMakerAsyncStandIn, create_overflow_endpoint
 
     with (
         serve_moto() as moto,
-        harness.fresh_database(db, workdir) as sm_db,
-        harness.fresh_database(db, workdir) as direct_db,
-        harness.stack(workdir) as s,
+        fresh_database(db, workdir) as sm_db,
+        fresh_database(db, workdir) as direct_db,
+        harness.process_stack(workdir) as s,
     ):
         moto_url = moto.endpoint_url
         endpoint = create_overflow_endpoint(moto_url)
@@ -60,7 +64,7 @@ def measure(workdir: Path, db: str, sizes: Sizes) -> list[tuple[Timing, Timing]]
         standin = SageMakerAsyncStandIn(moto_url, adapter.url).start()
         try:
             # Settings as the stack sets them (the test-only AWS endpoints aside); AWS credentials for moto.
-            sm_env = harness.stack_env(
+            sm_env = harness.production_env(
                 sm_db,
                 workdir,
                 "",
@@ -73,7 +77,9 @@ def measure(workdir: Path, db: str, sizes: Sizes) -> list[tuple[Timing, Timing]]
                 sagemaker_runtime_endpoint_url=standin.url,
             )
             sm_env |= {k.upper(): v for k, v in CREDENTIALS.items()}
-            direct_env = harness.stack_env(direct_db, workdir, emu.address, dispatch_routing="comfy_only")
+            direct_env = harness.production_env(
+                direct_db, workdir, harness.emulator_address(emu), dispatch_routing="comfy_only"
+            )
             s.prestart(sm_env)
             s.prestart(direct_env)
             sm_api, direct_api = s.api(sm_env), s.api(direct_env)

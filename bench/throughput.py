@@ -21,9 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from bench import harness
 from bench.report import Figure, ms
 from bench.sizes import Sizes
+from tests.support import harness
+from tests.support.db import fresh_database
 
 LUA = Path(__file__).resolve().parent / "wrk" / "jobs.lua"
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -54,7 +55,7 @@ def load_tool() -> str:
 
 def wrk(url: str, mode: str, seconds: int, connections: int, ids_file: Path | None = None) -> Load:
     argv = ["wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{seconds}s", "-T", "10s"]
-    argv += ["-s", str(LUA), url, "--", mode, harness.DEMO_TOKEN]
+    argv += ["-s", str(LUA), url, "--", mode, harness.PRODUCTION_TOKEN]
     argv += [str(ids_file)] if ids_file else []
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("BENCH_JSON "))
@@ -74,7 +75,7 @@ def locust(
     url: str, mode: str, seconds: int, users: int, workdir: Path, ids_file: Path | None = None
 ) -> Load:
     prefix = workdir / f"locust-{mode}"
-    env = {**os.environ, "BENCH_MODE": mode, "BENCH_TOKEN": harness.DEMO_TOKEN}
+    env = {**os.environ, "BENCH_MODE": mode, "BENCH_TOKEN": harness.PRODUCTION_TOKEN}
     env |= {"BENCH_IDS": str(ids_file)} if ids_file else {}
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"]
     seconds = max(seconds, LOCUST_MIN_S)
@@ -104,7 +105,7 @@ def generate(url: str, mode: str, sizes: Sizes, workdir: Path, ids_file: Path | 
 
 def job_ids(url: str, limit: int) -> list[str]:
     ids: list[str] = []
-    headers = {"Authorization": f"Bearer {harness.DEMO_TOKEN}"}
+    headers = {"Authorization": f"Bearer {harness.PRODUCTION_TOKEN}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         cursor: str | None = None
         while len(ids) < limit:
@@ -120,8 +121,8 @@ def job_ids(url: str, limit: int) -> list[str]:
 
 
 def measure(workdir: Path, db: str, sizes: Sizes) -> dict[str, Load]:
-    with harness.fresh_database(db, workdir) as db_url, harness.stack(workdir) as s:
-        env = harness.stack_env(db_url, workdir, "", max_active_jobs_per_designer=10**9)
+    with fresh_database(db, workdir) as db_url, harness.process_stack(workdir) as s:
+        env = harness.production_env(db_url, workdir, "", max_active_jobs_per_designer=10**9)
         s.prestart(env)
         api = s.api(env)
         warm_up = dataclasses.replace(sizes, throughput_s=min(WARM_UP_S, sizes.throughput_s))

@@ -8,17 +8,8 @@ import httpx
 import pytest
 
 from tests.factories import job_body
+from tests.support.api import assert_error
 from tests.support.backend import OTHER_TOKEN, Stack
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]
 
 
 def test_create_job_answers_201_with_the_job_and_its_queue_position(api_stack: Stack) -> None:
@@ -74,16 +65,6 @@ def test_unknown_style_is_refused_naming_the_styles(api_stack: Stack) -> None:
     assert err["details"][0]["field"] == "style"
 
 
-def test_not_json_and_wrong_types_at_top_level(api_stack: Stack) -> None:
-    with api_stack.client() as c:
-        assert_error(
-            c.post("/api/jobs", content=b"{not json", headers={"content-type": "application/json"}),
-            422,
-            "invalid_input",
-        )
-        assert_error(c.post("/api/jobs", json=["a", "list"]), 422, "invalid_input")
-
-
 def test_idempotency_key_returns_the_same_job_and_refuses_a_different_body(api_stack: Stack) -> None:
     body = job_body()
     with api_stack.client() as c:
@@ -98,15 +79,6 @@ def test_idempotency_key_returns_the_same_job_and_refuses_a_different_body(api_s
         )
     with api_stack.client(OTHER_TOKEN) as other:  # keys are per designer
         assert other.post("/api/jobs", json=body, headers={"Idempotency-Key": "retry-42"}).status_code == 201
-
-
-def test_tokens_are_required_and_checked(api_stack: Stack) -> None:
-    with httpx.Client(base_url=api_stack.url) as anon:
-        err = assert_error(anon.get("/api/jobs"), 401, "unauthorized")
-        assert "Bearer" in err["message"]
-        assert_error(anon.get("/api/jobs", headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
-        assert_error(anon.get("/api/jobs", headers={"Authorization": "Basic abc"}), 401, "unauthorized")
-        assert anon.get("/api/jobs").headers["www-authenticate"] == "Bearer"
 
 
 def test_another_designers_job_is_a_404(api_stack: Stack) -> None:
@@ -183,9 +155,7 @@ def test_retry_makes_a_new_job_with_the_same_settings_or_a_new_seed(api_stack: S
 def test_too_many_active_jobs_answers_429_with_retry_after(db_url: str, tmp_path) -> None:
     from tests.support.backend import start_stack
 
-    gen = start_stack(db_url, tmp_path, None, max_active_jobs_per_designer=2)
-    stack = next(gen)
-    try:
+    with start_stack(db_url, tmp_path, None, max_active_jobs_per_designer=2) as stack:
         with stack.client() as c:
             assert c.post("/api/jobs", json=job_body()).status_code == 201
             assert c.post("/api/jobs", json=job_body()).status_code == 201
@@ -193,8 +163,6 @@ def test_too_many_active_jobs_answers_429_with_retry_after(db_url: str, tmp_path
             assert_error(r, 429, "too_many_active_jobs")
             assert int(r.headers["retry-after"]) > 0
             assert len(c.get("/api/jobs").json()["items"]) == 2
-    finally:
-        gen.close()
 
 
 def test_styles_come_from_the_manifest(api_stack: Stack) -> None:
@@ -242,14 +210,10 @@ def test_readyz_reports_an_unreachable_comfyui(db_url: str, tmp_path) -> None:
     from tests.support.backend import start_stack
     from tests.support.net import free_port
 
-    gen = start_stack(db_url, tmp_path, f"http://127.0.0.1:{free_port()}")
-    stack = next(gen)
-    try:
+    with start_stack(db_url, tmp_path, f"http://127.0.0.1:{free_port()}") as stack:
         r = httpx.get(f"{stack.url}/readyz")
         assert r.status_code == 503
         body = r.json()
         assert body["status"] == "not_ready"
         (comfy,) = body["checks"]["comfyui"].values()
         assert comfy == {"ok": False, "error": "ConnectError"}
-    finally:
-        gen.close()

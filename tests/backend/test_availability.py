@@ -19,8 +19,8 @@ from backend.config import ComfyInstance
 from backend.instances import PROBE_TIMEOUT_S, InstanceState, Snapshot
 from backend.schemas import StyleAvailability
 from contract.styles import load_manifest
-from tests.backend.test_api_jobs import assert_error
 from tests.factories import fill_models, job_body, safetensors, sketch_png
+from tests.support.api import assert_error
 from tests.support.backend import Stack, make_settings, start_stack
 from tests.support.comfy import REAL_COMFYUI, EmulatorProcess, start_emulator
 from tests.support.net import wait_until
@@ -53,9 +53,8 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Em
 def two_stack(db_url: str, tmp_path: Path, servers: tuple[EmulatorProcess, ...]) -> Iterator[Stack]:
     text, sketch = servers
     address = f"text=127.0.0.1:{text.port},sketch=127.0.0.1:{sketch.port}"
-    gen = start_stack(db_url, tmp_path, address, comfy_models_ttl_s=TTL_S)
-    yield next(gen)
-    gen.close()
+    with start_stack(db_url, tmp_path, address, comfy_models_ttl_s=TTL_S) as stack:
+        yield stack
 
 
 NO_INDOCHINE_ON_TEXT = ({"loras": ["minimalist_v1.safetensors"]}, {})
@@ -267,11 +266,8 @@ def test_a_server_that_never_answers_costs_the_request_path_nothing_once_looked_
     with socket.socket() as silent:  # accepts connections (the backlog), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        gen = start_stack(
-            db_url, tmp_path, f"text=127.0.0.1:{silent.getsockname()[1]}", comfy_models_ttl_s=TTL_S
-        )
-        stack = next(gen)
-        try:
+        address = f"text=127.0.0.1:{silent.getsockname()[1]}"
+        with start_stack(db_url, tmp_path, address, comfy_models_ttl_s=TTL_S) as stack:
             with stack.client() as c:
                 assert c.get("/api/styles").status_code == 200  # the first look: up to the probe timeout
                 job = c.post("/api/jobs", json=job_body()).json()
@@ -281,5 +277,3 @@ def test_a_server_that_never_answers_costs_the_request_path_nothing_once_looked_
                     assert c.get(f"/api/jobs/{job['id']}").json()["notice"]["code"] == "server_down"
                     assert c.post("/api/jobs", json=job_body()).status_code == 201
                     assert time.monotonic() - started < PROBE_TIMEOUT_S / 2
-        finally:
-            gen.close()

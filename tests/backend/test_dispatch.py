@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from websockets.sync.client import connect as ws_connect
 
-from tests.backend.test_api_jobs import assert_error
 from tests.factories import job_body, sketch_png
+from tests.support.api import assert_error, job_status, wait_status
 from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, Stack
 from tests.support.comfy import SubmittedPrompts, Workload
 from tests.support.net import wait_until
@@ -35,21 +35,6 @@ def stack(stack: Stack, submitted_prompts: SubmittedPrompts) -> Stack:
 
     submitted_prompts.recognise(is_a_job_here)
     return stack
-
-
-def job_status(c: httpx.Client, job_id: str) -> dict:
-    return c.get(f"/api/jobs/{job_id}").json()
-
-
-def wait_status(c: httpx.Client, job_id: str, statuses: set[str], timeout_s: float = 30) -> dict:
-    holder: dict = {}
-
-    def reached() -> bool:
-        holder["job"] = job_status(c, job_id)
-        return holder["job"]["status"] in statuses
-
-    wait_until(reached, timeout_s, 0.05, f"job {job_id} to reach {statuses}")
-    return holder["job"]
 
 
 def test_text_job_renders_and_its_images_download(stack: Stack, workload: Workload) -> None:
@@ -264,10 +249,8 @@ def test_s3_storage_serves_renders_as_presigned_redirects(
     from tests.support.backend import start_stack
 
     moto.client("s3").create_bucket(Bucket="renders-bucket")
-    gen = start_stack(db_url, tmp_path, comfyui_url, storage_backend="s3", s3_bucket="renders-bucket",
-                      s3_endpoint_url=moto.endpoint_url, s3_presign_ttl_s=120)  # fmt: skip
-    s3_stack = next(gen)
-    try:
+    with start_stack(db_url, tmp_path, comfyui_url, storage_backend="s3", s3_bucket="renders-bucket",
+                      s3_endpoint_url=moto.endpoint_url, s3_presign_ttl_s=120) as s3_stack:  # fmt: skip
         with s3_stack.client() as c:
             job = c.post("/api/jobs", json=job_body(**workload.job())).json()
             submitted_prompts.add(job["id"])
@@ -283,5 +266,3 @@ def test_s3_storage_serves_renders_as_presigned_redirects(
         keys = [o["Key"] for o in moto.client("s3").list_objects_v2(Bucket="renders-bucket")["Contents"]]
         assert any(k.startswith("renders/images/") for k in keys)
         assert any(k.startswith("renders/thumbs/") for k in keys)
-    finally:
-        gen.close()

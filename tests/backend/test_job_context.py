@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.backend.test_dispatch import job_status
 from tests.factories import job_body
-from tests.support.backend import ROOT, Stack, start_stack
+from tests.support.api import job_status
+from tests.support.backend import Stack, start_stack
 from tests.support.comfy import EmulatorProcess
+from tests.support.harness import ROOT
 
 QUEUE_MODULES = {"backend.job_queue", "backend.claims", "backend.job_queries"}
 
@@ -37,7 +38,8 @@ def test_no_executor_imports_the_queue() -> None:
 @pytest.fixture
 def failing_stack(db_url: str, tmp_path: Path, emulator: EmulatorProcess) -> Iterator[Stack]:
     emulator.set_faults(fail_next=1)  # the sampler raises while the prompt runs
-    yield from start_stack(db_url, tmp_path, emulator.url)
+    with start_stack(db_url, tmp_path, emulator.url) as stack:
+        yield stack
 
 
 def test_a_failure_during_execution_is_logged_once_with_its_node(

@@ -133,7 +133,8 @@ async def test_a_killed_listener_s_socket_is_dropped_by_the_next_sender(tmp_path
 @pytest.fixture
 def quiet_stack(db_url: str, tmp_path: Path, comfyui_url: str):
     """A stack whose dispatcher and event streams poll once a minute: only notifications move a job."""
-    yield from start_stack(db_url, tmp_path, comfyui_url, dispatcher_poll_s=60.0, event_poll_s=60.0)
+    with start_stack(db_url, tmp_path, comfyui_url, dispatcher_poll_s=60.0, event_poll_s=60.0) as stack:
+        yield stack
 
 
 @pytest.mark.comfyui

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend.test_dispatch import job_status, wait_status
 from tests.factories import job_body
+from tests.support.api import job_status, wait_status
 from tests.support.backend import Stack, start_stack
 from tests.support.comfy import NEEDS_EMULATOR, REAL_COMFYUI, EmulatorProcess, start_emulator
 from tests.support.net import wait_until
@@ -26,7 +26,8 @@ STEP_MS = 40  # the stepped emulator: a 512x512 step takes this long, a 1024x102
 @pytest.fixture
 def slow_stack(db_url: str, tmp_path, emulator: EmulatorProcess):
     emulator.set_faults()  # fresh emulator of this test
-    yield from start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3)
+    with start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def stepped(tmp_path):
 
 @pytest.fixture
 def stepped_stack(db_url: str, tmp_path, stepped: EmulatorProcess):
-    yield from start_stack(db_url, tmp_path, stepped.url, stall_after_s=2.0, heartbeat_interval_s=0.3)
+    with start_stack(db_url, tmp_path, stepped.url, stall_after_s=2.0, heartbeat_interval_s=0.3) as stack:
+        yield stack
 
 
 def submitted_count(c: httpx.Client, stack: Stack, job_id: str) -> int:

@@ -9,6 +9,7 @@ emulator. Dispatchers run as threads or as real processes that get SIGKILLed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -30,12 +31,13 @@ from backend.dispatcher import NoExecutor, make_executors
 from backend.executors.sagemaker import INPUT_NAME, SageMakerExecutor, parse_notification
 from backend.job_context import JobGateway
 from backend.models import Image, Job
-from tests.backend.test_dispatch import job_status, wait_status
 from tests.factories import job_body, sketch_png
+from tests.support.api import job_status, wait_status
 from tests.support.aws import MotoServer
-from tests.support.backend import ROOT, DispatcherProcess, Stack, start_stack
+from tests.support.backend import Stack, start_stack
 from tests.support.comfy import EmulatorProcess
 from tests.support.fault_proxy import FaultProxy
+from tests.support.harness import ROOT, DispatcherProcess
 from tests.support.net import wait_until
 from tests.support.sagemaker_adapter import AdapterProcess, start_adapter
 from tests.support.sagemaker_async import (
@@ -91,7 +93,9 @@ def overflow(moto: MotoServer, emulator: EmulatorProcess, tmp_path: Path) -> Ite
         adapter.kill()
 
 
-def sagemaker_stack(db_url: str, tmp_path: Path, overflow: Overflow, **overrides: Any) -> Iterator[Stack]:
+def sagemaker_stack(
+    db_url: str, tmp_path: Path, overflow: Overflow, **overrides: Any
+) -> contextlib.AbstractContextManager[Stack]:
     return start_stack(
         db_url, tmp_path, None, dispatch_routing="sagemaker_only", **overflow.settings(**overrides)
     )
@@ -99,7 +103,8 @@ def sagemaker_stack(db_url: str, tmp_path: Path, overflow: Overflow, **overrides
 
 @pytest.fixture
 def sm_stack(db_url: str, tmp_path: Path, overflow: Overflow) -> Iterator[Stack]:
-    yield from sagemaker_stack(db_url, tmp_path, overflow)
+    with sagemaker_stack(db_url, tmp_path, overflow) as stack:
+        yield stack
 
 
 def job_rows(settings: Settings) -> dict[str, tuple[Job, int]]:
@@ -219,7 +224,7 @@ def test_a_dispatcher_killed_mid_request_invokes_it_exactly_once(
 ) -> None:
     if kill_at is None:
         overflow.standin.delay_s = 1.5  # the result comes after the kill
-    for stack in sagemaker_stack(db_url, tmp_path, overflow):
+    with sagemaker_stack(db_url, tmp_path, overflow) as stack:
         done, log = _killed_then_resumed(stack, overflow, kill_at)
         assert done["status"] == "succeeded", (done, log)
         assert overflow.standin.invocations[done["id"]] == 1
@@ -233,7 +238,7 @@ def test_sigterm_hands_a_job_at_sagemaker_over_to_the_next_dispatcher(
     db_url: str, tmp_path: Path, overflow: Overflow
 ) -> None:
     overflow.standin.delay_s = 1.5
-    for stack in sagemaker_stack(db_url, tmp_path, overflow):
+    with sagemaker_stack(db_url, tmp_path, overflow) as stack:
         with stack.client() as c:
             job = c.post("/api/jobs", json=job_body()).json()
             first = stack.dispatcher_process("d1").start()
@@ -260,7 +265,7 @@ def test_two_dispatchers_share_the_notification_queue(
         "sagemaker_poll_s": 3.0,
         "stall_after_s": 10.0,  # no adoption between the two on a loaded machine
     }
-    for stack in sagemaker_stack(db_url, tmp_path, overflow, **slow_expiry):
+    with sagemaker_stack(db_url, tmp_path, overflow, **slow_expiry) as stack:
         with stack.client() as c:
             ids = [c.post("/api/jobs", json=job_body(steps=2)).json()["id"] for _ in range(6)]
             one, two = stack.dispatcher_thread().start(), stack.dispatcher_thread().start()
@@ -318,7 +323,7 @@ def test_a_dispatcher_that_adopts_its_own_job_keeps_one_follower(
     has goes on alone, and the dropped request is invoked again once, not once per follower."""
     monkeypatch.setattr("backend.dispatcher.ADOPT_INTERVAL_S", 0.2)
     overflow.standin.drop_next = 1
-    for stack in sagemaker_stack(db_url, tmp_path, overflow, stall_after_s=0.3, heartbeat_interval_s=30):
+    with sagemaker_stack(db_url, tmp_path, overflow, stall_after_s=0.3, heartbeat_interval_s=30) as stack:
         with stack.client() as c:
             job = c.post("/api/jobs", json=job_body()).json()
             stack.drain(timeout_s=60)
@@ -333,7 +338,7 @@ def test_no_result_after_the_last_attempt_fails_the_job(
     db_url: str, tmp_path: Path, overflow: Overflow
 ) -> None:
     overflow.standin.drop_next = 2
-    for stack in sagemaker_stack(db_url, tmp_path, overflow, max_attempts=2):
+    with sagemaker_stack(db_url, tmp_path, overflow, max_attempts=2) as stack:
         with stack.client() as c:
             job = c.post("/api/jobs", json=job_body()).json()
             stack.drain(timeout_s=60)
@@ -383,9 +388,9 @@ def test_a_burst_overflows_to_sagemaker_and_every_job_is_stored_once(
     # instance, about 1.7 s a job): a TTL long enough for that wait, or they would expire and be
     # invoked again by design (the expiry has its own test).
     settings = overflow.settings(sagemaker_overflow_backlog=1, comfy_prequeue=1, sagemaker_request_ttl_s=60)
-    for stack in start_stack(
+    with start_stack(
         db_url, tmp_path, overflow.emulator.url, dispatch_routing="comfy_first", **settings
-    ):
+    ) as stack:
         with stack.client() as c:
             ids = [c.post("/api/jobs", json=job_body(steps=30)).json()["id"] for _ in range(10)]
             stack.drain(timeout_s=120)
@@ -405,7 +410,7 @@ def test_comfy_first_keeps_jobs_direct_below_the_backlog(
     db_url: str, tmp_path: Path, overflow: Overflow
 ) -> None:
     settings = overflow.settings(sagemaker_overflow_backlog=20)
-    for stack in start_stack(db_url, tmp_path, overflow.emulator.url, **settings):
+    with start_stack(db_url, tmp_path, overflow.emulator.url, **settings) as stack:
         with stack.client() as c:
             ids = [c.post("/api/jobs", json=job_body(steps=2)).json()["id"] for _ in range(4)]
             stack.drain(timeout_s=60)
@@ -455,7 +460,7 @@ def test_a_dispatcher_claims_no_more_jobs_than_an_instance_has_slots(
     db_url: str, tmp_path: Path, comfyui_url: str
 ) -> None:
     """COMFY_PREQUEUE=0: one job at a time on the instance (a claimed job's slot is reserved at once)."""
-    for stack in start_stack(db_url, tmp_path, comfyui_url, comfy_prequeue=0):
+    with start_stack(db_url, tmp_path, comfyui_url, comfy_prequeue=0) as stack:
         with stack.client() as c:
             ids = [c.post("/api/jobs", json=job_body(steps=3)).json()["id"] for _ in range(4)]
             stack.drain(timeout_s=60)

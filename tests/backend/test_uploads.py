@@ -9,8 +9,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from tests.backend.test_api_jobs import assert_error
 from tests.factories import job_body, sketch_png
+from tests.support.api import assert_error
 from tests.support.backend import OTHER_TOKEN, Stack
 
 
@@ -128,18 +128,9 @@ def test_bad_files_are_refused_and_store_nothing(api_stack: Stack, data, name, c
 def test_upload_over_the_byte_limit_is_413(db_url: str, tmp_path) -> None:
     from tests.support.backend import start_stack
 
-    gen = start_stack(db_url, tmp_path, None, upload_max_bytes=2048)
-    stack = next(gen)
-    try:
+    with start_stack(db_url, tmp_path, None, upload_max_bytes=2048) as stack:
         with stack.client() as c:
             assert_error(upload(c, sketch_png(fmt="BMP") + b"\0" * 4096, "big.png"), 413, "upload_too_large")
-    finally:
-        gen.close()
-
-
-def test_missing_file_field_is_422(api_stack: Stack) -> None:
-    with api_stack.client() as c:
-        assert_error(c.post("/api/uploads", data={"x": "1"}), 422, "invalid_input")
 
 
 def test_uploads_belong_to_their_designer(api_stack: Stack) -> None:
@@ -156,14 +147,10 @@ def test_uploads_belong_to_their_designer(api_stack: Stack) -> None:
 def test_upload_quota_answers_429(db_url: str, tmp_path) -> None:
     from tests.support.backend import start_stack
 
-    gen = start_stack(db_url, tmp_path, None, max_uploads_per_hour=2)
-    stack = next(gen)
-    try:
+    with start_stack(db_url, tmp_path, None, max_uploads_per_hour=2) as stack:
         with stack.client() as c:
             assert upload(c, sketch_png(600)).status_code == 201
             assert upload(c, sketch_png(601)).status_code == 201
             r = upload(c, sketch_png(602))
             assert_error(r, 429, "upload_quota_exceeded")
             assert r.headers["retry-after"]
-    finally:
-        gen.close()

@@ -45,43 +45,43 @@ def studio(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> I
     else:
         emulator = start_emulator(tmp / "comfyui", step_ms=STEP_MS)
         comfy_url = emulator.url
-    gen = start_stack(sqlite_db(sqlite_template, tmp), tmp, comfy_url)
-    stack = next(gen)
-    dispatcher = stack.dispatcher_thread().start()
-    port = free_port()
-    log = (tmp / "streamlit.log").open("w")
-    ui = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "frontend" / "app.py"),
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--browser.gatherUsageStats=false",
-            "--server.fileWatcherType=none",
-            "--client.toolbarMode=minimal",
-            "--theme.base=light",
-        ],
-        env={**os.environ, "BACKEND_URL": stack.url},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp,
-    )
     try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout_s=30)
-        yield Studio(f"http://127.0.0.1:{port}", stack)
+        with start_stack(sqlite_db(sqlite_template, tmp), tmp, comfy_url) as stack:
+            dispatcher = stack.dispatcher_thread().start()
+            port = free_port()
+            log = (tmp / "streamlit.log").open("w")
+            ui = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streamlit",
+                    "run",
+                    str(ROOT / "frontend" / "app.py"),
+                    "--server.headless=true",
+                    f"--server.port={port}",
+                    "--server.address=127.0.0.1",
+                    "--browser.gatherUsageStats=false",
+                    "--server.fileWatcherType=none",
+                    "--client.toolbarMode=minimal",
+                    "--theme.base=light",
+                ],
+                env={**os.environ, "BACKEND_URL": stack.url},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp,
+            )
+            try:
+                wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout_s=30)
+                yield Studio(f"http://127.0.0.1:{port}", stack)
+            finally:
+                ui.terminate()
+                try:
+                    ui.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    ui.kill()
+                log.close()
+                dispatcher.stop()
     finally:
-        ui.terminate()
-        try:
-            ui.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            ui.kill()
-        log.close()
-        dispatcher.stop()
-        gen.close()
         if emulator is not None:
             emulator.stop()
 

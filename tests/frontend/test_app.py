@@ -28,14 +28,12 @@ TIMEOUT_S = 60
 def ui_stack(
     tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Stack]:
-    gen = start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url)
-    stack: Stack = next(gen)
-    monkeypatch.setenv("BACKEND_URL", stack.url)
     from frontend.config import get_frontend_settings
 
-    get_frontend_settings.cache_clear()
-    yield stack
-    gen.close()
+    with start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url) as stack:
+        monkeypatch.setenv("BACKEND_URL", stack.url)
+        get_frontend_settings.cache_clear()
+        yield stack
     get_frontend_settings.cache_clear()
 
 
@@ -329,14 +327,14 @@ def lacking_stack(
     fill_models(tmp_path / "comfy", {"loras": ["minimalist_v1.safetensors"]})
     emu = start_emulator(tmp_path / "comfy")
     address = f"text=127.0.0.1:{emu.port},sketch=127.0.0.1:{free_port()}"
-    gen = start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, address, comfy_models_ttl_s=0.2)
-    stack: Stack = next(gen)
-    monkeypatch.setenv("BACKEND_URL", stack.url)
-    from frontend.config import get_frontend_settings
+    with start_stack(
+        sqlite_db(sqlite_template, tmp_path), tmp_path, address, comfy_models_ttl_s=0.2
+    ) as stack:
+        monkeypatch.setenv("BACKEND_URL", stack.url)
+        from frontend.config import get_frontend_settings
 
-    get_frontend_settings.cache_clear()
-    yield stack, emu
-    gen.close()
+        get_frontend_settings.cache_clear()
+        yield stack, emu
     emu.kill()
     get_frontend_settings.cache_clear()
 

@@ -24,11 +24,11 @@ import httpx
 import pytest
 import yaml
 
-from bench.harness import is_alive
 from contract.graphs import WORKFLOWS_DIR, GraphInputs, build_graph
 from contract.styles import load_manifest
 from mlserver.provision.lock import load_lock
 from tests.support.comfy import write_weights
+from tests.support.harness import is_alive
 from tests.support.net import free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,13 +21,13 @@ import httpx
 import psycopg
 import pytest
 
-from bench.harness import is_alive
-from tests.backend.test_dispatch import wait_status
 from tests.factories import job_body
 from tests.support import invariants
-from tests.support.backend import DEMO_TOKEN, ApiProcess, Stack, start_stack
+from tests.support.api import wait_status
+from tests.support.backend import DEMO_TOKEN, Stack, start_stack
 from tests.support.comfy import EmulatorProcess, start_emulator
 from tests.support.db import sqlite_db
+from tests.support.harness import ApiProcess, is_alive
 from tests.support.net import free_port, wait_until
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.emulator_only]
@@ -37,7 +37,8 @@ FINAL = set(invariants.FINAL)
 
 @pytest.fixture
 def fault_stack(db_url: str, tmp_path: Path, emulator: EmulatorProcess) -> Iterator[Stack]:
-    yield from start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3)
+    with start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3) as stack:
+        yield stack
 
 
 def run_jobs(
@@ -78,26 +79,26 @@ def test_view_failing_once_still_stores_every_image(fault_stack: Stack, emulator
 def test_comfyui_slow_to_start(db_url: str, tmp_path: Path) -> None:
     """The port opens seconds after the process starts (custom nodes loading): jobs wait, then run."""
     port = free_port()
-    gen = start_stack(db_url, tmp_path, f"http://127.0.0.1:{port}")
-    stack = next(gen)
     emulator = None
-    try:
-        with stack.client() as c:
-            job = c.post("/api/jobs", json=job_body()).json()
-            dispatcher = stack.dispatcher_thread().start()
-            try:
-                time.sleep(0.5)
-                assert c.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"
-                emulator = start_emulator(tmp_path / "comfy", port=port, extra_args=["--slow-start-s", "1.5"])
-                done = wait_status(c, job["id"], FINAL, 30)
-            finally:
-                dispatcher.stop()
-            assert done["status"] == "succeeded"
-            assert invariants.check(c, [job["id"]], emulator.stats()["executions"]).problems == []
-    finally:
-        gen.close()
-        if emulator is not None:
-            emulator.stop()
+    with start_stack(db_url, tmp_path, f"http://127.0.0.1:{port}") as stack:
+        try:
+            with stack.client() as c:
+                job = c.post("/api/jobs", json=job_body()).json()
+                dispatcher = stack.dispatcher_thread().start()
+                try:
+                    time.sleep(0.5)
+                    assert c.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"
+                    emulator = start_emulator(
+                        tmp_path / "comfy", port=port, extra_args=["--slow-start-s", "1.5"]
+                    )
+                    done = wait_status(c, job["id"], FINAL, 30)
+                finally:
+                    dispatcher.stop()
+                assert done["status"] == "succeeded"
+                assert invariants.check(c, [job["id"]], emulator.stats()["executions"]).problems == []
+        finally:
+            if emulator is not None:
+                emulator.stop()
 
 
 def test_an_unwritable_disk_fails_the_job_without_marking_it_done(
@@ -106,9 +107,7 @@ def test_an_unwritable_disk_fails_the_job_without_marking_it_done(
     """Local storage on a path that cannot be written (a file where a folder should be)."""
     blocker = tmp_path / "disk"
     blocker.write_text("not a folder")
-    gen = start_stack(db_url, tmp_path, emulator.url, data_dir=blocker / "data")
-    stack = next(gen)
-    try:
+    with start_stack(db_url, tmp_path, emulator.url, data_dir=blocker / "data") as stack:
         with stack.client() as c:
             job = c.post("/api/jobs", json=job_body()).json()
             stack.drain()
@@ -116,18 +115,14 @@ def test_an_unwritable_disk_fails_the_job_without_marking_it_done(
             assert done["status"] == "failed" and done["error"]["code"] == "storage_failed"
             assert "could not be stored" in done["error"]["message"]
             assert invariants.check(c, [job["id"]], emulator.stats()["executions"]).problems == []
-    finally:
-        gen.close()
 
 
 def test_s3_errors_fail_the_job_and_a_healthy_bucket_serves_the_next(
     db_url: str, tmp_path: Path, emulator: EmulatorProcess, moto: Any
 ) -> None:
     s3 = moto.client("s3")
-    gen = start_stack(db_url, tmp_path, emulator.url, storage_backend="s3", s3_bucket="gone-bucket",
-                      s3_endpoint_url=moto.endpoint_url)  # fmt: skip
-    stack = next(gen)
-    try:
+    with start_stack(db_url, tmp_path, emulator.url, storage_backend="s3", s3_bucket="gone-bucket",
+                      s3_endpoint_url=moto.endpoint_url) as stack:  # fmt: skip
         with stack.client() as c:
             lost = c.post("/api/jobs", json=job_body()).json()
             stack.drain()  # the bucket does not exist: NoSuchBucket on every write
@@ -137,8 +132,6 @@ def test_s3_errors_fail_the_job_and_a_healthy_bucket_serves_the_next(
             outcome = invariants.check(c, [lost["id"], ok["id"]], emulator.stats()["executions"])
         assert outcome.problems == []
         assert outcome.statuses == {lost["id"]: "failed", ok["id"]: "succeeded"}
-    finally:
-        gen.close()
 
 
 def test_postgresql_connections_cut_mid_traffic(
@@ -146,11 +139,9 @@ def test_postgresql_connections_cut_mid_traffic(
 ) -> None:
     """pg_terminate_backend on every connection of the test database while jobs run and clients poll."""
     db_url = pg_db
-    gen = start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3)
-    stack = next(gen)
     database = db_url.rsplit("/", 1)[1]
     statuses: list[int] = []
-    try:
+    with start_stack(db_url, tmp_path, emulator.url, stall_after_s=2.0, heartbeat_interval_s=0.3) as stack:
         with stack.client() as c:
             ids = [c.post("/api/jobs", json=job_body(steps=40)).json()["id"] for _ in range(3)]
             dispatcher = stack.dispatcher_thread().start()
@@ -175,18 +166,14 @@ def test_postgresql_connections_cut_mid_traffic(
         assert outcome.problems == []
         assert set(statuses) <= {200, 503}, statuses  # a lost connection is a 503 at worst, never a 500
         assert outcome.count("succeeded") == 3, errors
-    finally:
-        gen.close()
 
 
 def test_sqlite_locked_by_a_long_writer_gets_503_with_retry_after(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
     db_url = sqlite_db(sqlite_template, tmp_path)
-    gen = start_stack(db_url, tmp_path, None, sqlite_busy_timeout_ms=300)
-    stack = next(gen)
     path = db_url.split(":///", 1)[1]
-    try:
+    with start_stack(db_url, tmp_path, None, sqlite_busy_timeout_ms=300) as stack:
         import sqlite3
 
         with stack.client() as c:
@@ -202,8 +189,6 @@ def test_sqlite_locked_by_a_long_writer_gets_503_with_retry_after(
             assert r.json()["error"]["code"] == "database_unavailable" and int(r.headers["retry-after"]) >= 1
             assert len(c.get("/api/jobs").json()["items"]) == before  # nothing half-written
             assert c.post("/api/jobs", json=job_body()).status_code == 201  # and it recovers at once
-    finally:
-        gen.close()
 
 
 def sse_events(url: str, job_id: str, last_id: int, seen: list[tuple[int, str]], stop_after: int) -> int:
@@ -228,12 +213,12 @@ def sse_events(url: str, job_id: str, last_id: int, seen: list[tuple[int, str]],
 def test_api_restarted_while_a_client_follows_a_job_sees_every_event_once(
     db_url: str, tmp_path: Path, emulator: EmulatorProcess
 ) -> None:
-    gen = start_stack(db_url, tmp_path, emulator.url)
-    stack = next(gen)
     port = free_port()
-    api = ApiProcess(stack.settings, port, stack.tmp_path).start()
     seen: list[tuple[int, str]] = []
-    try:
+    with (
+        start_stack(db_url, tmp_path, emulator.url) as stack,
+        ApiProcess.of(stack.settings, tmp_path, port) as api,
+    ):
         with stack.client() as c:
             job = c.post("/api/jobs", json=job_body(steps=60, width=1024, height=1024)).json()
         dispatcher = stack.dispatcher_thread().start()
@@ -248,7 +233,7 @@ def test_api_restarted_while_a_client_follows_a_job_sees_every_event_once(
                 timeout_s=40,
                 what="the orphaned worker to exit",
             )
-            api = ApiProcess(stack.settings, port, stack.tmp_path).start()
+            api.start()  # on the same port
             while not seen or seen[-1][1] not in FINAL:
                 last = sse_events(api.url, job["id"], last, seen, stop_after=10_000)
         finally:
@@ -262,19 +247,13 @@ def test_api_restarted_while_a_client_follows_a_job_sees_every_event_once(
                 replay = [int(line[4:]) for line in r.iter_lines() if line.startswith("id: ")]
         assert ids == replay  # the client saw exactly what the server stored
         assert seen[-1][1] == "succeeded"
-    finally:
-        api.stop()
-        gen.close()
 
 
 def test_sigterm_to_the_api_lets_in_flight_requests_finish(db_url: str, tmp_path: Path) -> None:
     """Uploads whose bodies are still arriving when SIGTERM lands complete with 201; then the API exits 0."""
-    gen = start_stack(db_url, tmp_path, None)
-    stack = next(gen)
-    api = ApiProcess(stack.settings, free_port(), stack.tmp_path).start()
     results: list[int] = []
     sending = threading.Barrier(4)
-    try:
+    with start_stack(db_url, tmp_path, None) as stack, ApiProcess.of(stack.settings, tmp_path) as api:
         boundary = "studio-test-boundary"
         body = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="plan.png"\r\n'
@@ -310,9 +289,6 @@ def test_sigterm_to_the_api_lets_in_flight_requests_finish(db_url: str, tmp_path
         assert results == [201, 201, 201], results  # in-flight requests completed
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", api.port)) != 0  # and then it was gone
-    finally:
-        api.stop()
-        gen.close()
 
 
 def _big_png() -> bytes:

@@ -25,9 +25,10 @@ MAX_EXAMPLES = 25
 
 @pytest.fixture
 def fuzz_stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
-    yield from start_stack(
+    with start_stack(
         db_url, tmp_path, None, max_active_jobs_per_designer=10_000, max_uploads_per_hour=10_000
-    )
+    ) as stack:
+        yield stack
 
 
 def test_no_route_answers_500_or_breaks_its_schema(fuzz_stack: Stack) -> None:

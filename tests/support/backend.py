@@ -1,14 +1,10 @@
 """The backend on loopback for tests: the API served by uvicorn in a thread, dispatchers in threads or as
-real processes (`python -m backend.dispatcher`) that tests can SIGKILL."""
+real processes (`tests/support/harness.py`) that tests can SIGKILL."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
@@ -25,14 +22,12 @@ from backend.dispatcher import Dispatcher
 from backend.main import create_app
 from backend.storage import make_storage
 from backend.users import ensure_designer
-from bench.harness import children
 from contract.styles import load_manifest
+from tests.support.harness import DispatcherProcess
 from tests.support.net import free_port, wait_http, wait_until
 
 DEMO_TOKEN = "test-token-alice"
 OTHER_TOKEN = "test-token-bob"
-ROOT = Path(__file__).resolve().parents[2]
-APP_FACTORY = "backend.main:app_factory()"
 
 
 def make_settings(db_url: str, data_dir: Path, comfy_url: str | None, **overrides: Any) -> Settings:
@@ -53,20 +48,11 @@ def make_settings(db_url: str, data_dir: Path, comfy_url: str | None, **override
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The same settings as environment variables, for a subprocess."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "COMFY_"))}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[name.upper()] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 @dataclass
 class ApiServer:
     settings: Settings
     port: int = field(default_factory=free_port)
+    app: FastAPI | None = None  # create_app(settings), unless a test adds a route of its own to one
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
 
@@ -76,7 +62,7 @@ class ApiServer:
 
     def start(self) -> None:
         config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
+            self.app or create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"api:{self.port}", daemon=True)
@@ -156,43 +142,6 @@ def drain(settings: Settings, worker_id: str | None = None, timeout_s: float = 6
     asyncio.run(_run())
 
 
-class DispatcherProcess:
-    """`python -m backend.dispatcher` as a real process (for SIGKILL / SIGTERM tests)."""
-
-    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.extra_env = dict(extra_env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> DispatcherProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.dispatcher"],
-            cwd=ROOT,
-            env=settings_env(self.settings) | self.extra_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def terminate(self) -> int | None:
-        self._signal(signal.SIGTERM)
-        return self.proc.returncode if self.proc else None
-
-    def _signal(self, sig: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=45)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
 async def _designers(settings: Settings) -> None:
     await ensure_designer(settings, "alice", DEMO_TOKEN)
     await ensure_designer(settings, "bob", OTHER_TOKEN)
@@ -200,43 +149,6 @@ async def _designers(settings: Settings) -> None:
 
 def create_designers(settings: Settings) -> None:
     asyncio.run(_designers(settings))
-
-
-class ApiProcess:
-    """The API as production runs it: gunicorn with uvicorn workers, as a real process."""
-
-    def __init__(self, settings: Settings, port: int, log_dir: Path, workers: int = 1) -> None:
-        self.settings, self.port, self.workers = settings, port, workers
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = log_dir / f"gunicorn-{port}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ApiProcess:
-        env = settings_env(self.settings) | {"API_PORT": str(self.port), "API_WORKERS": str(self.workers)}
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "backend/gunicorn.conf.py", APP_FACTORY],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_http(f"{self.url}/healthz", timeout_s=30)
-        return self
-
-    def worker_pids(self) -> list[int]:
-        """The master's children (its uvicorn workers), from /proc."""
-        assert self.proc is not None
-        return children(self.proc.pid)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        self.proc.send_signal(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            return self.proc.wait(timeout=30)
-        self.proc.kill()
-        return self.proc.wait()
 
 
 @dataclass
@@ -265,10 +177,12 @@ class Stack:
         self, name: str = "dispatcher", extra_env: dict[str, str] | None = None, **overrides: Any
     ) -> DispatcherProcess:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return DispatcherProcess(settings, self.tmp_path / f"{name}.log", extra_env)
+        return DispatcherProcess.of(settings, self.tmp_path / f"{name}.log", extra_env)
 
 
+@contextlib.contextmanager
 def start_stack(db_url: str, tmp_path: Path, comfy_url: str | None, **overrides: Any) -> Iterator[Stack]:
+    """The API (in a thread) and two designers on `db_url` until the block ends; `overrides` are settings."""
     data_dir = overrides.pop("data_dir", tmp_path / "data")
     settings = make_settings(db_url, data_dir, comfy_url, **overrides)
     create_designers(settings)
@@ -283,10 +197,12 @@ def start_stack(db_url: str, tmp_path: Path, comfy_url: str | None, **overrides:
 @pytest.fixture
 def api_stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
     """API + designers on SQLite and PostgreSQL in turn, no ComfyUI (jobs stay queued)."""
-    yield from start_stack(db_url, tmp_path, None)
+    with start_stack(db_url, tmp_path, None) as stack:
+        yield stack
 
 
 @pytest.fixture
 def stack(db_url: str, tmp_path: Path, comfyui_url: str) -> Iterator[Stack]:
     """API + designers on SQLite and PostgreSQL in turn, pointed at the session's ComfyUI."""
-    yield from start_stack(db_url, tmp_path, comfyui_url)
+    with start_stack(db_url, tmp_path, comfyui_url) as stack:
+        yield stack

@@ -2,12 +2,15 @@
 PostgreSQL (a database cloned per test from a migrated template with CREATE DATABASE … TEMPLATE).
 
 PostgreSQL is production: when it cannot be reached the PostgreSQL variants fail the run.
-`TEST_PG_URL` overrides the server (default: postgres@127.0.0.1:5432, trust auth).
+`TEST_PG_URL` overrides the server (default: postgres@127.0.0.1:5432, trust auth; bench/ reads
+`BENCH_PG_URL` first). `fresh_database` gives bench/ and the soak an empty database of their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -19,7 +22,9 @@ import pytest
 from backend.config import Settings
 from backend.migrate import upgrade
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL") or os.environ.get(
+    "TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def _pg(dbname: str) -> str:
@@ -79,3 +84,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return sqlite_db(request.getfixturevalue("sqlite_template"), tmp_path)
     url: str = request.getfixturevalue("pg_db")
     return url
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, workdir: Path, admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """An empty database (not yet migrated) for one run, dropped afterwards: its SQLAlchemy URL."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir / f'studio-{secrets.token_hex(4)}.db'}"
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown database {kind!r}: sqlite or postgresql")
+    name = f"bench_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_available(admin_url: str = PG_ADMIN_URL) -> bool:
+    try:
+        with psycopg.connect(admin_url, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False

@@ -8,6 +8,7 @@ or lost with a killed ComfyUI and submitted again).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 class Outcome:
     statuses: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    error_codes: Counter[str] = field(default_factory=Counter)  # of the failed jobs
 
     def count(self, status: str) -> int:
         return sum(s == status for s in self.statuses.values())
@@ -56,7 +58,9 @@ def check(c: httpx.Client, job_ids: Iterable[str], executions: dict[str, int] | 
                 r = c.get(image["url"], follow_redirects=True)
                 if r.status_code != 200 or not r.content.startswith(PNG):
                     outcome.problems.append(f"{job_id}: image {image['id']} unreadable ({r.status_code})")
-        elif job["images"]:
+        if job["status"] == "failed":
+            outcome.error_codes[(job.get("error") or {}).get("code", "?")] += 1
+        if job["status"] != "succeeded" and job["images"]:
             outcome.problems.append(f"{job_id}: {job['status']} but has images")
         if executions is not None and executions.get(job_id, 0) > job["attempts"] + 1:
             outcome.problems.append(

@@ -1,0 +1,292 @@
+"""Every error path of the API, walked once: each answers the one shape `{"error": {"code", "message",
+"details"}}` with its stable code, on SQLite and PostgreSQL.
+
+The paths are tables of (what, request, status, code). `test_every_code_the_routes_raise_is_walked` reads
+the routes' source: a code added to a route without a walk here fails it. Behaviour around an error (what
+a refused upload leaves behind, quotas over time...) stays with the tests of that route; this module owns
+the shape and the codes.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from backend.errors import AppError
+from backend.main import create_app
+from backend.models import new_id
+from tests.factories import job_body, sketch_png
+from tests.support.api import assert_error
+from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, ApiServer, Stack, make_settings, start_stack
+from tests.support.db import PG_ADMIN_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+UPLOAD_LIMIT = 64 * 1024
+
+
+@dataclass
+class Walk:
+    stack: Stack
+    alice: httpx.Client
+    bob: httpx.Client
+    anon: httpx.Client
+    job_id: str = ""
+
+
+Request = Callable[[Walk], httpx.Response]
+Case = tuple[str, Request, int, str]
+
+
+@contextlib.contextmanager
+def walking(stack: Stack) -> Iterator[Walk]:
+    """Alice, Bob and an anonymous client on `stack`, and one queued job of Alice's."""
+    with stack.client(DEMO_TOKEN) as alice, stack.client(OTHER_TOKEN) as bob:
+        with httpx.Client(base_url=stack.url, timeout=30) as anon:
+            w = Walk(stack, alice, bob, anon)
+            w.job_id = alice.post("/api/jobs", json=job_body()).json()["id"]
+            yield w
+
+
+@pytest.fixture
+def walk(api_stack: Stack) -> Iterator[Walk]:
+    with walking(api_stack) as w:
+        yield w
+
+
+def check(cases: list[Case], w: Walk) -> list[dict[str, Any]]:
+    """Every case answered its status and code in the one shape; their error objects."""
+    errors, failures = [], []
+    for what, request, status, code in cases:
+        r = request(w)
+        try:
+            errors.append(assert_error(r, status, code))
+        except AssertionError as exc:
+            failures.append(f"{what}: {exc}")
+        assert "Traceback" not in r.text and "sqlalchemy" not in r.text.lower(), (what, r.text)
+    assert failures == []
+    return errors
+
+
+def upload(c: httpx.Client, data: bytes, ctype: str = "image/png") -> httpx.Response:
+    return c.post("/api/uploads", files={"file": ("plan.png", data, ctype)})
+
+
+def json_body(raw: bytes) -> Request:
+    return lambda w: w.alice.post("/api/jobs", content=raw, headers={"content-type": "application/json"})
+
+
+UNKNOWN = new_id()
+AUTH: list[Case] = [
+    ("no token", lambda w: w.anon.get("/api/jobs"), 401, "unauthorized"),
+    ("a wrong token", lambda w: w.anon.get("/api/jobs", headers={"Authorization": "Bearer wrong"}), 401,
+     "unauthorized"),
+    ("not a bearer token", lambda w: w.anon.get("/api/jobs", headers={"Authorization": "Basic abc"}), 401,
+     "unauthorized"),
+    ("no token on a write", lambda w: w.anon.post("/api/jobs", json=job_body()), 401, "unauthorized"),
+]  # fmt: skip
+VALIDATION: list[Case] = [
+    ("not JSON", json_body(b"{not json"), 422, "invalid_input"),
+    ("a list for a body", lambda w: w.alice.post("/api/jobs", json=["a", "list"]), 422, "invalid_input"),
+    ("no prompt", lambda w: w.alice.post("/api/jobs", json=job_body(prompt=None)), 422, "invalid_input"),
+    ("width off the grid", lambda w: w.alice.post("/api/jobs", json=job_body(width=500)), 422,
+     "invalid_input"),
+    ("an unknown style", lambda w: w.alice.post("/api/jobs", json=job_body(style="baroque")), 422,
+     "invalid_style"),
+    ("a sketch job without its upload", lambda w: w.alice.post("/api/jobs", json=job_body(kind="sketch")),
+     422, "invalid_input"),
+    ("an upload that is not one's own", lambda w: w.alice.post(
+        "/api/jobs", json=job_body(kind="sketch", upload_id=UNKNOWN)), 422, "unknown_upload"),
+    ("a bad Idempotency-Key", lambda w: w.alice.post(
+        "/api/jobs", json=job_body(), headers={"Idempotency-Key": "a b"}), 422, "invalid_input"),
+    ("limit 0", lambda w: w.alice.get("/api/jobs", params={"limit": 0}), 422, "invalid_input"),
+    ("an unknown status", lambda w: w.alice.get("/api/jobs", params={"status": "lost"}), 422,
+     "invalid_input"),
+    ("a forged cursor", lambda w: w.alice.get("/api/jobs", params={"cursor": "!!!"}), 422, "invalid_cursor"),
+    ("a retry body of the wrong type", lambda w: w.alice.post(
+        f"/api/jobs/{w.job_id}/retry", json={"new_seed": [1]}), 422, "invalid_input"),
+    ("an upload without its file field", lambda w: w.alice.post("/api/uploads", data={"x": "1"}), 422,
+     "invalid_input"),
+    ("an empty upload", lambda w: upload(w.alice, b""), 422, "empty_upload"),
+    ("a sketch too small", lambda w: upload(w.alice, sketch_png(32, 32)), 422, "image_too_small"),
+]  # fmt: skip
+NOT_FOUND: list[Case] = [
+    ("an unknown job", lambda w: w.alice.get(f"/api/jobs/{UNKNOWN}"), 404, "job_not_found"),
+    ("another designer's job", lambda w: w.bob.get(f"/api/jobs/{w.job_id}"), 404, "job_not_found"),
+    ("cancel someone else's job", lambda w: w.bob.post(f"/api/jobs/{w.job_id}/cancel"), 404,
+     "job_not_found"),
+    ("retry an unknown job", lambda w: w.alice.post(f"/api/jobs/{UNKNOWN}/retry"), 404, "job_not_found"),
+    ("events of an unknown job", lambda w: w.alice.get(f"/api/jobs/{UNKNOWN}/events"), 404, "job_not_found"),
+    ("an unknown image", lambda w: w.alice.get(f"/api/images/{UNKNOWN}"), 404, "image_not_found"),
+    ("an unknown thumbnail", lambda w: w.alice.get(f"/api/images/{UNKNOWN}/thumbnail"), 404,
+     "image_not_found"),
+    ("an unknown image's meta", lambda w: w.alice.get(f"/api/images/{UNKNOWN}/meta"), 404, "image_not_found"),
+    ("an unknown upload", lambda w: w.alice.get(f"/api/uploads/{UNKNOWN}"), 404, "upload_not_found"),
+    ("an unknown upload's image", lambda w: w.alice.get(f"/api/uploads/{UNKNOWN}/image"), 404,
+     "upload_not_found"),
+    ("an unknown upload's preview", lambda w: w.alice.get(f"/api/uploads/{UNKNOWN}/preview"), 404,
+     "upload_not_found"),
+    ("an unknown style's preview", lambda w: w.alice.get("/api/styles/baroque/preview"), 404,
+     "style_not_found"),
+    ("an unknown route", lambda w: w.alice.get("/api/nothing-here"), 404, "not_found"),
+    ("a method the route has not", lambda w: w.alice.delete("/api/jobs"), 405, "method_not_allowed"),
+]  # fmt: skip
+MEDIA: list[Case] = [
+    ("a PDF", lambda w: upload(w.alice, b"%PDF-1.4 fake", "application/pdf"), 415, "unsupported_media_type"),
+    ("SVG sent as PNG", lambda w: upload(w.alice, b'<svg xmlns="http://www.w3.org/2000/svg"/>'), 415,
+     "not_an_image"),
+    ("over the byte limit", lambda w: upload(w.alice, b"\0" * (UPLOAD_LIMIT + 1)), 413, "upload_too_large"),
+]  # fmt: skip
+LIMITS: list[Case] = [
+    ("one job too many", lambda w: w.alice.post("/api/jobs", json=job_body()), 429, "too_many_active_jobs"),
+    ("one upload too many", lambda w: upload(w.alice, sketch_png(602)), 429, "upload_quota_exceeded"),
+]  # fmt: skip
+CONFLICTS: list[Case] = [
+    ("cancel a job that succeeded", lambda w: w.alice.post(f"/api/jobs/{w.job_id}/cancel"), 409,
+     "job_already_ended"),
+    ("an Idempotency-Key reused for another body", lambda w: w.alice.post(
+        "/api/jobs", json=job_body(), headers={"Idempotency-Key": "used-once"}), 409,
+     "idempotency_key_reused"),
+    ("an image whose file is gone", lambda w: w.alice.get(_first_image(w)), 404, "file_missing"),
+    ("a style without its preview", lambda w: w.alice.get("/api/styles/indochine/preview"), 404,
+     "preview_missing"),
+]  # fmt: skip
+# Answered by the handlers rather than raised by a route: walked by the tests below.
+HANDLED = {"database_unavailable": 503, "internal_error": 500}
+
+
+def _first_image(w: Walk) -> str:
+    url: str = w.alice.get(f"/api/jobs/{w.job_id}").json()["images"][0]["url"]
+    return url
+
+
+def test_auth_errors_are_401_with_the_bearer_challenge(walk: Walk) -> None:
+    errors = check(AUTH, walk)
+    assert "Bearer" in errors[0]["message"]  # says how to authenticate
+    assert walk.anon.get("/api/jobs").headers["www-authenticate"] == "Bearer"
+
+
+def test_validation_errors_are_422_naming_the_field(walk: Walk) -> None:
+    errors = check(VALIDATION, walk)
+    fields = {d["field"] for e in errors for d in e["details"]}
+    assert {"prompt", "width", "style", "upload_id", "limit", "cursor", "file"} <= fields, fields
+
+
+def test_unknown_things_are_404_and_unknown_methods_405(walk: Walk) -> None:
+    check(NOT_FOUND, walk)
+    assert walk.alice.delete("/api/jobs").headers["allow"]
+
+
+def test_refused_media_are_415_and_413(db_url: str, tmp_path: Path) -> None:
+    with start_stack(db_url, tmp_path, None, upload_max_bytes=UPLOAD_LIMIT) as stack, walking(stack) as w:
+        check(MEDIA, w)
+
+
+def test_limits_are_429_with_retry_after(db_url: str, tmp_path: Path) -> None:
+    limits = {"max_active_jobs_per_designer": 1, "max_uploads_per_hour": 2}
+    with start_stack(db_url, tmp_path, None, **limits) as stack, walking(stack) as w:
+        assert upload(w.alice, sketch_png(600)).status_code == 201
+        assert upload(w.alice, sketch_png(601)).status_code == 201
+        check(LIMITS, w)
+        assert all(int(case[1](w).headers["retry-after"]) > 0 for case in LIMITS)
+
+
+@pytest.mark.comfyui
+def test_conflicts_are_409_and_lost_files_404(db_url: str, tmp_path: Path, comfyui_url: str) -> None:
+    manifest = tmp_path / "manifest" / "styles.toml"  # the manifest without its previews folder
+    manifest.parent.mkdir()
+    shutil.copyfile(ROOT / "loras" / "styles.toml", manifest)
+    with start_stack(db_url, tmp_path, comfyui_url, style_manifest=manifest) as stack, walking(stack) as w:
+        assert w.alice.post("/api/jobs", json=job_body(), headers={"Idempotency-Key": "used-once"}).is_success
+        stack.drain()
+        assert w.alice.get(f"/api/jobs/{w.job_id}").json()["status"] == "succeeded"
+        for png in (stack.settings.data_dir / "images").rglob("*.png"):
+            png.unlink()
+        check(CONFLICTS, w)
+
+
+def test_an_unreachable_database_is_503_with_retry_after(db_url: str, tmp_path: Path) -> None:
+    with start_stack(db_url, tmp_path, None, sqlite_busy_timeout_ms=300) as stack, stack.client() as c:
+        with database_down(db_url):
+            r = c.post("/api/jobs", json=job_body())
+        assert_error(r, HANDLED["database_unavailable"], "database_unavailable")
+        assert int(r.headers["retry-after"]) >= 1
+        assert c.post("/api/jobs", json=job_body()).status_code == 201  # and back at once
+
+
+@contextlib.contextmanager
+def database_down(db_url: str) -> Iterator[None]:
+    """SQLite: a writer holds the lock. PostgreSQL: the database refuses connections and loses its own."""
+    if db_url.startswith("sqlite"):
+        writer = sqlite3.connect(db_url.split(":///", 1)[1], timeout=1)
+        writer.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            writer.rollback()
+            writer.close()
+        return
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
+
+def test_the_unexpected_is_500_and_tells_nothing(db_url: str, tmp_path: Path) -> None:
+    """A route that raises what nobody expected: the handler answers; no detail of it leaves the API."""
+    settings = make_settings(db_url, tmp_path / "data", None)
+    app = create_app(settings)
+
+    @app.get("/api/test-only/unexpected")
+    async def unexpected() -> None:
+        raise RuntimeError("secret internals: /srv/studio password=hunter2")
+
+    server = ApiServer(settings, app=app)
+    server.start()
+    try:
+        r = httpx.get(f"{server.url}/api/test-only/unexpected", timeout=10)
+    finally:
+        server.stop()
+    error = assert_error(r, HANDLED["internal_error"], "internal_error")
+    assert "secret" not in r.text and "hunter2" not in r.text and error["details"] == []
+
+
+def test_every_code_the_routes_raise_is_walked() -> None:
+    """Every `raise SomeAppError(...)` of the routes, by its `code=` or its class's own code, is walked."""
+    classes = {c.__name__: c.code for c in _subclasses(AppError)}
+    raised = set()
+    for path in [*(ROOT / "backend" / "api").glob("*.py"), ROOT / "backend" / "auth.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                raised |= _codes(node.exc, classes)
+    walked = {case[3] for table in (AUTH, VALIDATION, NOT_FOUND, MEDIA, LIMITS, CONFLICTS) for case in table}
+    assert raised - {"?"} <= walked | set(HANDLED), sorted(raised - walked - set(HANDLED))
+    assert len(raised) > 15  # the scan found the routes' errors
+
+
+def _codes(call: ast.Call, classes: dict[str, str]) -> set[str]:
+    """The code a `raise Class(..., code=...)` answers with ("?" when it is computed: walked by value)."""
+    name = call.func.id if isinstance(call.func, ast.Name) else ""
+    if name not in classes and name != "cls":
+        return set()
+    for kw in call.keywords:
+        if kw.arg == "code":
+            return {str(kw.value.value)} if isinstance(kw.value, ast.Constant) else {"?"}
+    return {classes[name]} if name in classes else {"?"}
+
+
+def _subclasses(cls: type[AppError]) -> list[type[AppError]]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
