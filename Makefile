@@ -71,7 +71,7 @@ SOAK_ARGS ?= --jobs 2000
 soak: $(TEST_STAMP)
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
-## bench: the benchmarks of issue 8 against the emulator: prints a table, writes bench/results/<time>.json
+## bench: the benchmarks against the emulator: prints a table, writes bench/results/<time>.json
 bench: $(TEST_STAMP)
 	$(PY) -m bench
 

@@ -259,8 +259,9 @@ class JobGateway:
 
 async def _all(*aws: Awaitable[T]) -> list[T]:
     """Run them together; after each has ended, raise the first failure (none is left running)."""
-    results = await asyncio.gather(*aws, return_exceptions=True)
-    for r in results:
+    done: list[T] = []
+    for r in await asyncio.gather(*aws, return_exceptions=True):
         if isinstance(r, BaseException):
             raise r
-    return results  # type: ignore[return-value]
+        done.append(r)
+    return done

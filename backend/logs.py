@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from backend.config import Settings
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class _StudioHandler(logging.StreamHandler[TextIO]):
+    """Ours: configuring twice (a reloaded app, tests) adds no second one."""
+
+
 def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
-    if any(getattr(h, "_studio", False) for h in root.handlers):
+    if any(isinstance(h, _StudioHandler) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StudioHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
-    handler._studio = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "httpcore", "websockets", "botocore", "boto3", "urllib3", "aiosqlite"):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MAX_SEED = 2**53 - 1  # exact in JavaScript and JSON everywhere; well inside ComfyUI's 0..2**64-1
-SAMPLERS = (
+Sampler = Literal[
     "euler",
     "euler_ancestral",
     "heun",
@@ -25,8 +25,8 @@ SAMPLERS = (
     "ddim",
     "uni_pc",
     "lcm",
-)
-SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+]
+Scheduler = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta"]
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _ENTITY_ID = re.compile(ID_PATTERN)
@@ -77,8 +77,8 @@ class JobParams(BaseModel):
     height: Side = Field(512, description="256..1024, a multiple of 8")
     steps: int = Field(25, ge=1, le=100)
     cfg: float = Field(7.0, ge=1.0, le=20.0, description="guidance scale")
-    sampler: Literal[SAMPLERS] = "dpmpp_2m"  # type: ignore[valid-type]
-    scheduler: Literal[SCHEDULERS] = "karras"  # type: ignore[valid-type]
+    sampler: Sampler = "dpmpp_2m"
+    scheduler: Scheduler = "karras"
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="null: a random seed, stored on the job")
     num_images: int = Field(1, ge=1, le=4)
     lora_strength: float | None = Field(None, ge=0.0, le=2.0, description="null: the style's default")

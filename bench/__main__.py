@@ -33,7 +33,7 @@ BENCHES: dict[str, Runner] = {
     "claim_rate": claim_rate.run,
     "lora_switches": lora_switches.run,
     "memory": memory.run,
-    "sagemaker": sagemaker_path.run,  # figure 8 (issue 11)
+    "sagemaker": sagemaker_path.run,  # figure 8
 }
 PER_DATABASE = frozenset({"throughput", "claim_rate"})
 

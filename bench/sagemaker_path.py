@@ -1,4 +1,4 @@
-"""Figure 8 (issue 11): the time the SageMaker async path adds to one job, against the direct path.
+"""Figure 8: the time the SageMaker async path adds to one job, against the direct path.
 
 moto (S3, SNS, SQS and the SageMaker control plane) on loopback, the tests' SageMaker-async stand-in
 (`tests/support/sagemaker_async.py`: InvokeEndpointAsync, then input from S3, the adapter, output to S3

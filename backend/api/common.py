@@ -38,11 +38,11 @@ def job_out(
     error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return JobOut(
         id=job.id,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         kind=job.kind,
         style=job.style,
         params=job.params,
-        seed=job.seed,  # type: ignore[arg-type]
+        seed=job.seed,
         queue_position=queue_position,
         progress=Progress(value=job.progress_value, max=job.progress_max),
         error=error,
