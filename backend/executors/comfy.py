@@ -383,7 +383,8 @@ class ComfyExecutor(FollowedJobs[Active]):
         """Submit the job again; its `started` and the progress already shown stay as they are (the
         queue records the new attempt's steps once they pass them). True when the job ended instead."""
         a.done, a.started, a.progress = False, False, a.progress_recorded
-        if await self._submit(a, resubmit_reason=reason):
+        # A first submit whose answer was lost (timeout) was never recorded: this is its first attempt.
+        if await self._submit(a, resubmit_reason=reason if a.job.attempts else None):
             return False
         a.lease_lost = True  # ended or back in the queue: whichever task follows it stops
         a.wake.set()
