@@ -215,7 +215,7 @@ async def view(request: web.Request) -> web.StreamResponse:
         return web.Response(status=400)
     folder = base
     if request.query.get("subfolder"):
-        folder = Path(os.path.normpath(os.path.join(base, request.query["subfolder"])))  # noqa: ASYNC240  # noqa: ASYNC240 (pure string ops)
+        folder = Path(os.path.normpath(os.path.join(base, request.query["subfolder"])))  # noqa: ASYNC240 (pure string ops)
         if os.path.commonpath([str(folder), str(base)]) != str(base):
             return web.Response(status=403)
     path = folder / os.path.basename(filename)
