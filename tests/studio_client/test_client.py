@@ -62,13 +62,13 @@ def test_follow_yields_the_jobs_events_in_order_once_each(
 ) -> None:
     job = studio.create_job(job_body(steps=8))
     events = list(studio.follow(job.id, timeout_s=WAIT_S))
-    stored = [e for e in events if e.id is not None]
-    assert [e.id for e in stored] == sorted({e.id for e in stored})  # increasing, no repeats
+    ids = [e.id for e in events if e.id is not None]
+    assert ids == sorted(set(ids))  # increasing, no repeats
     assert events[-1].type == "succeeded" and events[-1].is_final
     steps = [e.data["value"] for e in events if e.type == "progress"]
     assert steps and steps == sorted(steps) and steps[-1] == 8
-    replayed = list(studio.follow(job.id, after=stored[2].id or 0))
-    assert [e.id for e in replayed] == [e.id for e in stored[3:]]  # resumes after the id it was given
+    replayed = list(studio.follow(job.id, after=ids[2]))
+    assert [e.id for e in replayed] == ids[3:]  # resumes after the id it was given
 
 
 async def test_async_follow_matches_the_stored_stream(stack: Stack, dispatcher: DispatcherThread) -> None:
@@ -189,3 +189,22 @@ def test_a_retry_whose_answer_is_lost_is_not_sent_again(stack: Stack, studio: St
         assert len(proxy.requests("POST", f"/api/jobs/{original.id}/retry")) == 1
     assert caught.value.status == 0
     assert len(job_ids(stack)) == 2  # the original and the one retry the server did make
+
+
+def test_a_gateway_error_is_retried_where_repeating_is_safe(stack: Stack, studio: StudioClient) -> None:
+    original = studio.create_job(job_body())
+    with LossyProxy(stack.url) as proxy, StudioClient(proxy.url, DEMO_TOKEN, retry=FAST) as via_proxy:
+        proxy.refuse("GET", "/api/styles", 503)
+        proxy.refuse("POST", "/api/jobs", 502)
+        assert len(via_proxy.styles()) == 3
+        created = via_proxy.create_job(job_body())
+        assert [len(proxy.requests(m, p)) for m, p in (("GET", "/api/styles"), ("POST", "/api/jobs"))] == [
+            2,
+            2,
+        ]
+        retry_path = f"/api/jobs/{original.id}/retry"
+        proxy.refuse("POST", retry_path, 502)  # a gateway may answer 502 after the server did it
+        with pytest.raises(StudioError) as caught:
+            via_proxy.retry(original.id)
+        assert caught.value.status == 502 and len(proxy.requests("POST", retry_path)) == 1
+    assert sorted(job_ids(stack)) == sorted([original.id, created.id])

@@ -7,7 +7,9 @@ What a client sees when a load balancer or the network drops a connection after 
         proxy.lose("POST", "/api/jobs")          # the first such answer is lost, the connection closed
         StudioClient(proxy.url, token).create_job(prompt="a hall")
 
-It speaks plain HTTP only: a WebSocket upgrade gets a 502, as from a proxy that does not carry them.
+`proxy.refuse("GET", "/api/styles", 503)` answers the next such request itself, without forwarding it
+(a load balancer with no healthy target). It speaks plain HTTP only: a WebSocket upgrade gets a 502, as
+from a proxy that does not carry them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class LossyProxy:
         self.upstream_url = upstream_url.rstrip("/")
         self.seen: list[Seen] = []
         self._to_lose: list[tuple[str, str]] = []
+        self._to_refuse: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=60)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -49,6 +52,10 @@ class LossyProxy:
         """Lose the answer to the next `method` request to exactly `path` (once)."""
         self._to_lose.append((method, path))
 
+    def refuse(self, method: str, path: str, status: int) -> None:
+        """Answer the next `method` request to exactly `path` with `status` itself (once)."""
+        self._to_refuse[(method, path)] = status
+
     def requests(self, method: str, path: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method and s.path.split("?", 1)[0] == path]
 
@@ -60,6 +67,10 @@ class LossyProxy:
         self._server.shutdown()
         self._server.server_close()
         self._http.close()
+
+    def _refusal(self, method: str, path: str) -> int | None:
+        with self._lock:
+            return self._to_refuse.pop((method, path.split("?", 1)[0]), None)
 
     def _takes(self, method: str, path: str) -> bool:
         with self._lock:
@@ -81,6 +92,10 @@ class LossyProxy:
                     return
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                if (status := proxy._refusal(self.command, self.path)) is not None:
+                    proxy.seen.append(Seen(self.command, self.path, headers, False))
+                    self.send_error(status)
+                    return
                 answer = proxy._http.request(
                     self.command, proxy.upstream_url + self.path, headers=headers, content=body
                 )
