@@ -5,7 +5,8 @@ A request is retried only when repeating it cannot do anything twice: reads, can
 stays cancelled), uploads (the server keeps one upload per sketch) and job creation, which always
 carries an `Idempotency-Key` (the caller's or one the client makes) and sends the SAME key on every
 attempt, so the server answers a retried create with the job the first attempt made. Any other POST
-is retried only when the connection was never made.
+is repeated only when it surely did not run: the connection was never made, or the answer is a 503 (the
+API's own when its database is busy, or a load balancer's with no server behind it).
 """
 
 from __future__ import annotations
