@@ -159,5 +159,7 @@ class JobRequest(BaseModel):
     sketch_strength: float | None = None
 
     def body(self) -> dict[str, Any]:
-        """The JSON body: only the fields set (a `seed` of None is sent: it asks for a random one)."""
-        return self.model_dump(exclude_unset=True)
+        """The JSON body: the fields given, but None only for `seed` (a random one); any other None
+        means the server's default, so it is left out."""
+        given = self.model_dump(exclude_unset=True)
+        return {k: v for k, v in given.items() if v is not None or k == "seed"}

@@ -6,6 +6,7 @@ never render twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -103,6 +104,9 @@ def test_the_gallery_pages_newest_first_and_filters(studio: StudioClient) -> Non
     assert [j.id for j in studio.iter_jobs(page_size=2)] == created[::-1]
     assert [j.id for j in studio.iter_jobs(page_size=3, style="minimalist")] == [created[1]]
     assert [j.id for j in studio.iter_jobs(status=["queued"], kind="text")] == created[::-1]
+    today = datetime.now(UTC).date()
+    assert len(studio.list_jobs(created_from=today, created_to=today.isoformat()).items) == 5
+    assert studio.list_jobs(created_to=today - timedelta(days=1)).items == []
 
 
 async def test_async_gallery_pages(stack: Stack) -> None:
@@ -208,3 +212,15 @@ def test_a_gateway_error_is_retried_where_repeating_is_safe(stack: Stack, studio
             via_proxy.retry(original.id)
         assert caught.value.status == 502 and len(proxy.requests("POST", retry_path)) == 1
     assert sorted(job_ids(stack)) == sorted([original.id, created.id])
+
+
+def test_a_request_leaves_out_what_the_server_defaults() -> None:
+    request = JobRequest(
+        prompt="a hall", style=None, seed=None, steps=12, webhook_url="https://example.com/h"
+    )
+    assert request.body() == {
+        "prompt": "a hall",
+        "seed": None,  # asks for a random seed
+        "steps": 12,
+        "webhook_url": "https://example.com/h",  # a field this client does not know yet goes through
+    }
