@@ -1,163 +1,80 @@
-"""The only module that calls the backend: httpx for requests, websockets for a job's live events.
+"""The frontend's one way to the backend: a thin adapter over `studio_client`, the typed client that
+integrations use too, so every frontend test exercises it.
 
-Every failure becomes an ApiError carrying the backend's own `code` and `message` (or a sentence saying
-the backend could not be reached), so views show a message, never a traceback.
+The views keep working on plain dicts (they annotate and redraw a job as its events arrive): each
+typed answer is handed over as its JSON form. Every failure is a studio_client.StudioError (ApiError
+here) carrying the backend's own `code` and `message`, or a sentence saying the backend could not be
+reached, so views show a message, never a traceback.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
-import httpx
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.sync.client import connect
+from pydantic import BaseModel
 
 from frontend.config import FrontendSettings
+from studio_client import FINAL_STATUSES, EventStreamLost, RetryPolicy, StudioClient, StudioError
 
-WS_OPEN_TIMEOUT_S = 5.0
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+__all__ = ["FINAL_STATUSES", "ApiClient", "ApiError", "EventStreamLost"]
 
-
-class ApiError(Exception):
-    """The backend answered with its error shape (or could not be reached: status 0)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+ApiError = StudioError
+# A page waits on these calls: a backend that is down is said after a couple of quick tries.
+RETRY = RetryPolicy(attempts=3, backoff_s=0.2, max_backoff_s=1.0)
 
 
-class EventStreamLost(Exception):
-    """The event stream closed before the job's final event (the caller reconnects or polls)."""
+def _plain(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
 
 
 class ApiClient:
     def __init__(self, settings: FrontendSettings, token: str) -> None:
-        self.base_url = settings.backend_url.rstrip("/")
-        self.token = token
-        self.http = httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=settings.backend_timeout_s,
+        self.studio = StudioClient(
+            settings.backend_url, token, timeout_s=settings.backend_timeout_s, retry=RETRY
         )
+        self.base_url = self.studio.base_url
+        self.token = token
 
     def close(self) -> None:
-        self.http.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            r = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(
-                0, "backend_unreachable", f"The studio server cannot be reached ({type(exc).__name__})."
-            ) from exc
-        if r.status_code >= 400:
-            try:
-                err = r.json()["error"]
-                message = str(err["message"])
-                code = str(err["code"])
-            except (ValueError, KeyError, TypeError):
-                raise ApiError(r.status_code, "http_error", f"The server answered {r.status_code}.") from None
-            raise ApiError(r.status_code, code, message)
-        return r
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._call(method, path, **kwargs).json()
+        self.studio.close()
 
     # --- designer and styles
     def me(self) -> dict[str, Any]:
-        data: dict[str, Any] = self._json("GET", "/api/me")
-        return data
+        return _plain(self.studio.me())
 
     def styles(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = self._json("GET", "/api/styles")
-        return data
+        return [_plain(s) for s in self.studio.styles()]
 
     # --- jobs
     def submit_job(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._json(
-            "POST", "/api/jobs", json=body, headers={"Idempotency-Key": idempotency_key}
-        )
-        return data
+        return _plain(self.studio.create_job(body, idempotency_key=idempotency_key))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._json("GET", f"/api/jobs/{job_id}")
-        return data
+        return _plain(self.studio.get_job(job_id))
 
     def jobs(self, *, limit: int = 12, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit, **{k: v for k, v in filters.items() if v}}
-        if cursor:
-            params["cursor"] = cursor
-        data: dict[str, Any] = self._json("GET", "/api/jobs", params=params)
-        return data
+        return _plain(self.studio.list_jobs(limit=limit, cursor=cursor, **filters))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._json("POST", f"/api/jobs/{job_id}/cancel")
-        return data
+        return _plain(self.studio.cancel(job_id))
 
     def retry(self, job_id: str, *, new_seed: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = self._json("POST", f"/api/jobs/{job_id}/retry", json={"new_seed": new_seed})
-        return data
+        return _plain(self.studio.retry(job_id, new_seed=new_seed))
 
     def events(self, job_id: str, after: int = 0, tick_s: float = 0.5) -> Iterator[dict[str, Any] | None]:
-        """The job's events over the backend's WebSocket: replay after `after`, then live.
-
-        Yields None every `tick_s` without an event (so the caller can redraw the elapsed time); ends
-        after the final event; raises EventStreamLost if the stream closes before it.
-        """
-        ws_base = "ws" + self.base_url.removeprefix("http")
-        url = f"{ws_base}/api/jobs/{job_id}/events?{urlencode({'after': after})}"
-        try:
-            ws = connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {self.token}"},
-                open_timeout=WS_OPEN_TIMEOUT_S,
-            )
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise EventStreamLost(str(exc)) from exc
-        with ws:
-            while True:
-                try:
-                    raw = ws.recv(timeout=tick_s)
-                except TimeoutError:
-                    yield None
-                    continue
-                except ConnectionClosed as exc:
-                    if exc.rcvd is not None and exc.rcvd.code == 1000:
-                        return
-                    raise EventStreamLost(str(exc)) from exc
-                message: dict[str, Any] = json.loads(raw)
-                if "error" in message:
-                    err = message["error"]
-                    raise ApiError(404, str(err.get("code")), str(err.get("message")))
-                yield message
-                if message.get("type") in FINAL_STATUSES:
-                    return
+        """The job's events (replay after `after`, then live), None every `tick_s` without one (so the
+        caller can redraw the elapsed time); EventStreamLost if the stream closes before the end."""
+        for event in self.studio.stream_events(job_id, after=after, tick_s=tick_s):
+            yield None if event is None else _plain(event)
 
     # --- sketches and images
     def upload_sketch(self, data: bytes, filename: str, content_type: str) -> dict[str, Any]:
-        files = {"file": (filename, data, content_type)}
-        result: dict[str, Any] = self._json("POST", "/api/uploads", files=files)
-        return result
+        return _plain(self.studio.upload_sketch(data, filename, content_type))
 
     def upload(self, upload_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._json("GET", f"/api/uploads/{upload_id}")
-        return data
+        return _plain(self.studio.get_upload(upload_id))
 
     def binary(self, url: str, **params: Any) -> bytes:
         """Bytes of a backend URL (an image, a preview); follows S3 presigned redirects."""
-        if url.startswith(self.base_url):
-            url = url[len(self.base_url) :]
-        if url.startswith("/"):
-            return self._call("GET", url, params=params or None, follow_redirects=True).content
-        try:  # an absolute URL elsewhere (a presigned S3 URL): no token to leak there
-            r = httpx.get(url, params=params or None, timeout=self.http.timeout, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise ApiError(0, "storage_unreachable", "The image store cannot be reached.") from exc
-        if r.status_code >= 400:
-            raise ApiError(r.status_code, "image_unavailable", "The image could not be loaded.")
-        return r.content
+        return self.studio.image_bytes(url, **params)
