@@ -11,7 +11,7 @@ import pytest
 
 from bench import soak
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulator_only]
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_only, pytest.mark.timeout(300)]  # its own budget: 240 s
 
 JOBS = 60
 EVERY_RUN = {"kill_dispatcher", "term_dispatcher", "kill_comfyui", "cancel", "restart_api", "kill_api"}
