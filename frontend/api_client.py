@@ -161,3 +161,20 @@ class ApiClient:
         if r.status_code >= 400:
             raise ApiError(r.status_code, "image_unavailable", "The image could not be loaded.")
         return r.content
+
+    # --- API keys (integrations); the designer's own token manages them
+    def api_keys(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._json("GET", "/api/keys")["items"]
+        return data
+
+    def create_api_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
+        """The new key, with its secret under `key` (shown this once)."""
+        data: dict[str, Any] = self._json("POST", "/api/keys", json={"name": name, "scopes": scopes})
+        return data
+
+    def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._json("POST", f"/api/keys/{key_id}/rotate")
+        return data
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/api/keys/{key_id}")
