@@ -185,3 +185,13 @@ def test_the_daily_render_quota_is_429_until_the_next_day(db_url: str, tmp_path:
             assert 1 <= int(r.headers["retry-after"]) <= 86_400
             assert c.get("/api/jobs").status_code == 200  # reads do not count against renders
         assert alice.post("/api/jobs", json=job_body()).status_code == 201
+
+
+def test_a_read_key_follows_a_jobs_events(api_stack: Stack, alice: httpx.Client) -> None:
+    job_id = alice.post("/api/jobs", json=job_body()).json()["id"]
+    assert alice.post(f"/api/jobs/{job_id}/cancel").status_code == 200  # its stream ends
+    key = make_key(alice, ["read"])["key"]
+    for client in (with_key(api_stack.url, key), with_key(api_stack.url, key, bearer=True)):
+        with client as c:
+            r = c.get(f"/api/jobs/{job_id}/events")
+            assert r.status_code == 200 and "event: cancelled" in r.text, r.text
