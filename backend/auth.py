@@ -1,6 +1,7 @@
 """Designers' bearer tokens: random, shown once, stored as SHA-256 (they are 256-bit random, so no salt
 or slow hash is needed to make them infeasible to reverse). `authenticate` is behind
-`api.deps.CurrentDesigner`, which guards every /api route."""
+`api.deps.CurrentDesigner`, which guards every /api route; it also takes integrations' API keys
+(`api_keys.py`), which carry scopes and limits where a designer's token may do everything."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import time
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend import api_keys
+from backend.api_keys import KeyGrant, KeyLimits
 from backend.db import SessionMaker, read_session
-from backend.errors import Unauthorized
+from backend.errors import Forbidden, Unauthorized
 from backend.models import Designer
 
 TOKEN_BYTES = 32
 CACHE_TTL_S = 30.0  # a revoked token's entry lives at most this long where the revocation's notice is lost
+DESIGNER_SCOPES = frozenset({"read", "render", "keys"})  # "keys" (managing keys): never an API key's
 
 
 def new_token() -> str:
@@ -28,39 +32,62 @@ def hash_token(token: str) -> str:
 
 
 class TokenCache:
-    """token hash → (designer id, name, expiry): spares a query on every request.
+    """token hash → (principal, expiry): spares a query on every request.
 
-    Safe under revocation: `users.py disable|rotate` notifies every API process (`notify.DESIGNERS`),
-    whose caches then `forget` the designer at once; the TTL bounds an entry whose notice was lost
-    (a worker's notification connection down at that moment)."""
+    Safe under revocation: `users.py disable|rotate` and the key routes notify every API process
+    (`notify.DESIGNERS`), whose caches then `forget` the designer at once; the TTL bounds an entry whose
+    notice was lost (a worker's notification connection down at that moment). An API key is also
+    checked against the database on each request (`api_keys.consume`), so its entry never outlives it.
+    `key_limits` are the deployment's limits of API keys (Settings)."""
 
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[str, str, float]] = {}
+    def __init__(self, key_limits: KeyLimits | None = None) -> None:
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self.key_limits = key_limits or KeyLimits(rate_per_minute=60, renders_per_day=500)
 
-    def get(self, token_hash: str) -> tuple[str, str] | None:
+    def get(self, token_hash: str) -> Principal | None:
         entry = self._entries.get(token_hash)
-        if entry is None or entry[2] < time.monotonic():
+        if entry is None or entry[1] < time.monotonic():
             self._entries.pop(token_hash, None)
             return None
-        return entry[0], entry[1]
+        return entry[0]
 
     def forget(self, designer_id: str) -> None:
-        stale = [h for h, entry in self._entries.items() if entry[0] == designer_id]
+        stale = [h for h, entry in self._entries.items() if entry[0].id == designer_id]
         for token_hash in stale:
             self._entries.pop(token_hash, None)
 
-    def put(self, token_hash: str, designer_id: str, name: str) -> None:
+    def put(self, token_hash: str, principal: Principal) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[token_hash] = (designer_id, name, time.monotonic() + CACHE_TTL_S)
+        self._entries[token_hash] = (principal, time.monotonic() + CACHE_TTL_S)
 
 
 class Principal:
-    __slots__ = ("id", "name")
+    """Who is calling: a designer, with their own token (every scope) or with one of their API keys."""
 
-    def __init__(self, designer_id: str, name: str) -> None:
+    __slots__ = ("id", "key", "name", "scopes")
+
+    def __init__(
+        self,
+        designer_id: str,
+        name: str,
+        scopes: frozenset[str] = DESIGNER_SCOPES,
+        key: KeyGrant | None = None,
+    ) -> None:
         self.id = designer_id
         self.name = name
+        self.scopes = scopes
+        self.key = key
+
+    def require(self, scope: str) -> None:
+        # "render" includes "read": a key that may start renders may follow them.
+        if scope in self.scopes or (scope == "read" and "render" in self.scopes):
+            return
+        raise Forbidden(
+            f"This API key lacks the {scope!r} scope." if self.key else f"This needs the {scope!r} scope.",
+            code="insufficient_scope",
+            details=[{"field": "scope", "message": f"requires {scope}"}],
+        )
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -76,22 +103,52 @@ async def lookup(session: AsyncSession, token: str) -> Designer | None:
     return designer if designer is not None and designer.is_active else None
 
 
-async def authenticate(cache: TokenCache, sessionmaker: SessionMaker, token: str | None) -> Principal:
+async def authenticate(
+    cache: TokenCache,
+    sessionmaker: SessionMaker,
+    token: str | None,
+    scope: str = "read",
+    *,
+    render: bool = False,
+) -> Principal:
+    """The caller of a request that needs `scope` (`render`: it starts a render, counted by a key's quota)."""
     if not token:
         raise Unauthorized(
-            "Send your designer token as 'Authorization: Bearer <token>'.",
+            "Send your designer token or API key as 'Authorization: Bearer <token>' "
+            "(or the key as 'x-api-key: <key>').",
             headers={"WWW-Authenticate": "Bearer"},
         )
     token_hash = hash_token(token)
-    hit = cache.get(token_hash)
-    if hit is not None:
-        return Principal(*hit)
-    session = await read_session(sessionmaker)
-    async with session:
-        designer = await lookup(session, token)
-    if designer is None:
+    principal = cache.get(token_hash) or await _look_up(cache, sessionmaker, token, token_hash)
+    principal.require(scope)
+    if principal.key is not None:
+        await api_keys.consume(sessionmaker, token, principal.key, cache.key_limits, render=render)
+    return principal
+
+
+async def _look_up(cache: TokenCache, sessionmaker: SessionMaker, token: str, token_hash: str) -> Principal:
+    principal = await (_key_principal if api_keys.is_api_key(token) else _designer_principal)(
+        sessionmaker, token
+    )
+    if principal is None:
         raise Unauthorized(
             "This token is not valid (wrong, revoked or expired).", headers={"WWW-Authenticate": "Bearer"}
         )
-    cache.put(token_hash, designer.id, designer.name)
-    return Principal(designer.id, designer.name)
+    cache.put(token_hash, principal)
+    return principal
+
+
+async def _key_principal(sessionmaker: SessionMaker, token: str) -> Principal | None:
+    found = await api_keys.lookup_key(sessionmaker, token)
+    if found is None:
+        return None
+    key, designer = found
+    grant = KeyGrant(key.id, key.rate_limit_per_minute, key.renders_per_day)
+    return Principal(designer.id, designer.name, api_keys.parse_scopes(key.scopes), grant)
+
+
+async def _designer_principal(sessionmaker: SessionMaker, token: str) -> Principal | None:
+    session = await read_session(sessionmaker)
+    async with session:
+        designer = await lookup(session, token)
+    return Principal(designer.id, designer.name) if designer is not None else None

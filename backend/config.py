@@ -136,6 +136,14 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # --- API keys -----------------------------------------------------------------------------------
+    api_key_rate_per_minute: int = Field(
+        60, ge=1, description="requests a minute per API key, all API processes together (a key may set less)"
+    )
+    api_key_renders_per_day: int = Field(
+        500, ge=1, description="render requests a UTC day per API key (a key may set less)"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, v: str) -> str:

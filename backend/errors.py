@@ -54,6 +54,13 @@ class Unauthorized(AppError):
     code = "unauthorized"
 
 
+class Forbidden(AppError):
+    """This credential may not do that."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class Conflict(AppError):
     """The request conflicts with the resource's current state."""
 

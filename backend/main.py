@@ -9,7 +9,8 @@ import httpx
 from fastapi import FastAPI
 
 from backend import notify
-from backend.api import events, health, images, jobs, styles
+from backend.api import events, health, images, jobs, keys, styles
+from backend.api_keys import KeyLimits
 from backend.auth import TokenCache
 from backend.config import Settings, get_settings
 from backend.db import make_engine, make_sessionmaker
@@ -37,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.storage = make_storage(settings)
         app.state.manifest = load_manifest(settings.style_manifest)
-        app.state.token_cache = TokenCache()
+        app.state.token_cache = TokenCache(
+            KeyLimits(settings.api_key_rate_per_minute, settings.api_key_renders_per_day)
+        )
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
         app.state.instances = InstanceMonitor(
             settings.comfy_instances, app.state.http, settings.comfy_models_ttl_s
@@ -65,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
-    for module in (jobs, images, events, styles, health):
+    for module in (jobs, images, events, styles, health, keys):
         app.include_router(module.router)
     return app
 

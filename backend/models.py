@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 tables: Designer, Upload, Job, JobEvent, Image.
+"""SQLAlchemy 2 tables: Designer, ApiKey, Upload, Job, JobEvent, Image.
 
 The schema only changes through Alembic (`backend/migrations/`). Only `job_queue.py` (and `claims.py`, for
 the claim) changes a job's status.
@@ -209,3 +209,28 @@ class Image(Base):
     render_s: Mapped[float] = mapped_column(Float, default=0.0)
 
     job: Mapped[Job] = relationship(back_populates="images")
+
+
+class ApiKey(Base):
+    """An integration's key: only the SHA-256 of its secret is stored. The rate and quota counters sit
+    on the row itself (the window they count and the count in it), so one conditional UPDATE per request
+    checks the key, counts it and stamps its last use (`api_keys.consume`)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    designer_id: Mapped[str] = mapped_column(ForeignKey("designers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(32), doc="the key's public start, shown in listings")
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(40), doc="comma-separated: read, render")
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    renders_per_day: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    rate_window: Mapped[int] = mapped_column(BigInteger, default=0, doc="minutes since the epoch")
+    rate_count: Mapped[int] = mapped_column(Integer, default=0)
+    quota_day: Mapped[int] = mapped_column(Integer, default=0, doc="days since the epoch (UTC)")
+    quota_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -207,3 +207,36 @@ class DesignerOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'CMS'")
+    scopes: list[Literal["read", "render"]] = Field(
+        min_length=1, max_length=2, description="read: GET jobs, images, events, styles; render: also start"
+    )
+    rate_limit_per_minute: int | None = Field(
+        None, ge=1, description="lower than the deployment's API_KEY_RATE_PER_MINUTE (null: that)"
+    )
+    renders_per_day: int | None = Field(
+        None, ge=1, description="lower than the deployment's API_KEY_RENDERS_PER_DAY (null: that)"
+    )
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(description="the key's public start; the rest is never shown again")
+    scopes: list[str]
+    rate_limit_per_minute: int
+    renders_per_day: int
+    created_at: datetime
+    rotated_at: datetime | None
+    last_used_at: datetime | None = Field(description="when the key last authenticated a request")
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="the key itself: shown this once, store it now")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]

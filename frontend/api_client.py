@@ -78,3 +78,23 @@ class ApiClient:
     def binary(self, url: str, **params: Any) -> bytes:
         """Bytes of a backend URL (an image, a preview); follows S3 presigned redirects."""
         return self.studio.image_bytes(url, **params)
+
+    # --- API keys (integrations); the designer's own token manages them
+    def api_keys(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self.studio.request("GET", "/api/keys", idempotent=True).json()["items"]
+        return data
+
+    def create_api_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
+        """The new key, with its secret under `key` (shown this once); never repeated once sent."""
+        body = {"name": name, "scopes": scopes}
+        data: dict[str, Any] = self.studio.request("POST", "/api/keys", idempotent=False, json=body).json()
+        return data
+
+    def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.studio.request(
+            "POST", f"/api/keys/{key_id}/rotate", idempotent=False
+        ).json()
+        return data
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self.studio.request("DELETE", f"/api/keys/{key_id}", idempotent=True)

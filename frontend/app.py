@@ -1,4 +1,4 @@
-"""Interior Studio (Streamlit): sign-in, then the studio and the gallery pages.
+"""Interior Studio (Streamlit): sign-in, then the studio, the gallery and the API keys pages.
 
 Run with `streamlit run frontend/app.py`. The UI talks only to the backend (BACKEND_URL).
 """
@@ -92,6 +92,7 @@ with st.sidebar:
 pages = [
     st.Page("views/studio.py", title="Studio", icon=":material/brush:", default=True),
     st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
+    st.Page("views/keys.py", title="API keys", icon=":material/key:"),
 ]
 try:
     st.navigation(pages, position="top").run()

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "w_sketch_strength": presets.DEFAULT_SKETCH_STRENGTH,
     # gallery
     "gallery_cursors": [None],  # cursor of each page seen; the last one is the page shown
+    # API keys: a secret just made or rotated, shown once ({"name", "key"}), dropped when dismissed
+    "new_api_key": None,
 }
 MODES = ("Describe a room", "Start from a sketch")
 

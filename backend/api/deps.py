@@ -96,12 +96,30 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 
 
+# Requests that start a render: an API key's daily quota counts them. (Route paths, as FastAPI routed them.)
+RENDER_ROUTES = frozenset({("POST", "/api/jobs"), ("POST", "/api/jobs/{job_id}/retry")})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def _current_designer(conn: HTTPConnection) -> Principal:
     # Reads the state itself rather than through TokenCacheDep and SessionMakerDep: every /api request
     # solves this dependency, and each sub-dependency costs FastAPI a resolution per request.
     state = conn.app.state
-    token = bearer_token(conn.headers.get("authorization"))
-    return await authenticate(state.token_cache, state.sessionmaker, token)
+    token = conn.headers.get("x-api-key") or bearer_token(conn.headers.get("authorization"))
+    method = conn.scope.get("method", "GET")  # a WebSocket has none: it reads
+    route = conn.scope.get("route")
+    render = (method, getattr(route, "path", "")) in RENDER_ROUTES
+    scope = "read" if method in READ_METHODS else "render"
+    return await authenticate(state.token_cache, state.sessionmaker, token, scope, render=render)
 
 
 CurrentDesigner = Annotated[Principal, Depends(_current_designer)]
+
+
+async def _key_manager(designer: CurrentDesigner) -> Principal:
+    """A designer with their own token: an API key cannot list, make or revoke keys."""
+    designer.require("keys")
+    return designer
+
+
+KeyManager = Annotated[Principal, Depends(_key_manager)]

@@ -106,7 +106,9 @@ async def events_ws(
 ) -> None:
     """JSON text frames `{id, job_id, type, data, created_at}`; closes (1000) after the final event."""
     try:
-        token = _token(websocket.headers.get("authorization"), access_token)
+        token = websocket.headers.get("x-api-key") or _token(
+            websocket.headers.get("authorization"), access_token
+        )
         designer = await authenticate(cache, sessionmaker, token)
         iterator = stream(hub, sessionmaker, availability, designer, job_id, after)
         first = await anext(iterator, None)
@@ -149,9 +151,10 @@ async def events_sse(
     access_token: Annotated[str | None, Query()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
     authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header(alias="x-api-key")] = None,
 ) -> StreamingResponse:
     """`text/event-stream`: replay, then live events, each with its `id:` for Last-Event-ID resumption."""
-    designer = await authenticate(cache, sessionmaker, _token(authorization, access_token))
+    designer = await authenticate(cache, sessionmaker, x_api_key or _token(authorization, access_token))
     if last_event_id and last_event_id.isdigit():
         after = max(after, int(last_event_id))
     iterator = stream(hub, sessionmaker, availability, designer, job_id, after)

@@ -13,6 +13,7 @@ import ast
 import contextlib
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, ApiServer, Stack, mak
 from tests.support.db import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
+AUTH_MODULES = ("auth.py", "api_keys.py")  # raise on behalf of every route
 UPLOAD_LIMIT = 64 * 1024
 
 
@@ -41,6 +43,9 @@ class Walk:
     bob: httpx.Client
     anon: httpx.Client
     job_id: str = ""
+    read_key: str = ""
+    read_key_id: str = ""
+    render_key: str = ""
 
 
 Request = Callable[[Walk], httpx.Response]
@@ -54,6 +59,10 @@ def walking(stack: Stack) -> Iterator[Walk]:
         with httpx.Client(base_url=stack.url, timeout=30) as anon:
             w = Walk(stack, alice, bob, anon)
             w.job_id = alice.post("/api/jobs", json=job_body()).json()["id"]
+            read = alice.post("/api/keys", json={"name": "reader", "scopes": ["read"]}).json()
+            w.read_key, w.read_key_id = read["key"], read["id"]
+            render = alice.post("/api/keys", json={"name": "renderer", "scopes": ["render"]}).json()
+            w.render_key = render["key"]
             yield w
 
 
@@ -93,6 +102,12 @@ AUTH: list[Case] = [
     ("not a bearer token", lambda w: w.anon.get("/api/jobs", headers={"Authorization": "Basic abc"}), 401,
      "unauthorized"),
     ("no token on a write", lambda w: w.anon.post("/api/jobs", json=job_body()), 401, "unauthorized"),
+    ("a wrong API key", lambda w: w.anon.get("/api/jobs", headers={"x-api-key": "sk_studio_0_wrong"}), 401,
+     "unauthorized"),
+]  # fmt: skip
+SCOPES: list[Case] = [
+    ("a read key starting a render", lambda w: w.anon.post(
+        "/api/jobs", json=job_body(), headers={"x-api-key": w.read_key}), 403, "insufficient_scope"),
 ]  # fmt: skip
 VALIDATION: list[Case] = [
     ("not JSON", json_body(b"{not json"), 422, "invalid_input"),
@@ -112,6 +127,9 @@ VALIDATION: list[Case] = [
     ("an unknown status", lambda w: w.alice.get("/api/jobs", params={"status": "lost"}), 422,
      "invalid_input"),
     ("a forged cursor", lambda w: w.alice.get("/api/jobs", params={"cursor": "!!!"}), 422, "invalid_cursor"),
+    ("a key above the deployment's limit", lambda w: w.alice.post(
+        "/api/keys", json={"name": "x", "scopes": ["read"], "renders_per_day": 10**9}), 422,
+     "key_limit_too_high"),
     ("a retry body of the wrong type", lambda w: w.alice.post(
         f"/api/jobs/{w.job_id}/retry", json={"new_seed": [1]}), 422, "invalid_input"),
     ("an upload without its file field", lambda w: w.alice.post("/api/uploads", data={"x": "1"}), 422,
@@ -137,6 +155,8 @@ NOT_FOUND: list[Case] = [
      "upload_not_found"),
     ("an unknown style's preview", lambda w: w.alice.get("/api/styles/baroque/preview"), 404,
      "style_not_found"),
+    ("another designer's API key", lambda w: w.bob.delete(f"/api/keys/{w.read_key_id}"), 404,
+     "key_not_found"),
     ("an unknown route", lambda w: w.alice.get("/api/nothing-here"), 404, "not_found"),
     ("a method the route has not", lambda w: w.alice.delete("/api/jobs"), 405, "method_not_allowed"),
 ]  # fmt: skip
@@ -149,6 +169,10 @@ MEDIA: list[Case] = [
 LIMITS: list[Case] = [
     ("one job too many", lambda w: w.alice.post("/api/jobs", json=job_body()), 429, "too_many_active_jobs"),
     ("one upload too many", lambda w: upload(w.alice, sketch_png(602)), 429, "upload_quota_exceeded"),
+    ("one request too many with a key", lambda w: w.anon.get("/api/jobs", headers={"x-api-key": w.read_key}),
+     429, "key_rate_limited"),
+    ("one render too many with a key", lambda w: w.anon.post(
+        "/api/jobs", json=job_body(), headers={"x-api-key": w.render_key}), 429, "key_quota_exceeded"),
 ]  # fmt: skip
 CONFLICTS: list[Case] = [
     ("cancel a job that succeeded", lambda w: w.alice.post(f"/api/jobs/{w.job_id}/cancel"), 409,
@@ -175,6 +199,10 @@ def test_auth_errors_are_401_with_the_bearer_challenge(walk: Walk) -> None:
     assert walk.anon.get("/api/jobs").headers["www-authenticate"] == "Bearer"
 
 
+def test_a_key_without_the_scope_is_403(walk: Walk) -> None:
+    check(SCOPES, walk)
+
+
 def test_validation_errors_are_422_naming_the_field(walk: Walk) -> None:
     errors = check(VALIDATION, walk)
     fields = {d["field"] for e in errors for d in e["details"]}
@@ -193,9 +221,16 @@ def test_refused_media_are_415_and_413(db_url: str, tmp_path: Path) -> None:
 
 def test_limits_are_429_with_retry_after(db_url: str, tmp_path: Path) -> None:
     limits = {"max_active_jobs_per_designer": 1, "max_uploads_per_hour": 2}
-    with start_stack(db_url, tmp_path, None, **limits) as stack, walking(stack) as w:
+    keys = {"api_key_rate_per_minute": 2, "api_key_renders_per_day": 1}
+    with start_stack(db_url, tmp_path, None, **limits, **keys) as stack, walking(stack) as w:
         assert upload(w.alice, sketch_png(600)).status_code == 201
         assert upload(w.alice, sketch_png(601)).status_code == 201
+        while time.time() % 60 > 50:  # the key's minute must not turn during the walk
+            time.sleep(0.5)
+        for _ in range(2):
+            assert w.anon.get("/api/jobs", headers={"x-api-key": w.read_key}).status_code == 200
+        w.alice.post(f"/api/jobs/{w.job_id}/cancel")  # room under the designer's active-job cap
+        assert w.anon.post("/api/jobs", json=job_body(), headers={"x-api-key": w.render_key}).is_success
         check(LIMITS, w)
         assert all(int(case[1](w).headers["retry-after"]) > 0 for case in LIMITS)
 
@@ -268,11 +303,12 @@ def test_every_code_the_routes_raise_is_walked() -> None:
     """Every `raise SomeAppError(...)` of the routes, by its `code=` or its class's own code, is walked."""
     classes = {c.__name__: c.code for c in _subclasses(AppError)}
     raised = set()
-    for path in [*(ROOT / "backend" / "api").glob("*.py"), ROOT / "backend" / "auth.py"]:
+    for path in [*(ROOT / "backend" / "api").glob("*.py"), *(ROOT / "backend" / n for n in AUTH_MODULES)]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
                 raised |= _codes(node.exc, classes)
-    walked = {case[3] for table in (AUTH, VALIDATION, NOT_FOUND, MEDIA, LIMITS, CONFLICTS) for case in table}
+    tables = (AUTH, SCOPES, VALIDATION, NOT_FOUND, MEDIA, LIMITS, CONFLICTS)
+    walked = {case[3] for table in tables for case in table}
     assert raised - {"?"} <= walked | set(HANDLED), sorted(raised - walked - set(HANDLED))
     assert len(raised) > 15  # the scan found the routes' errors
 

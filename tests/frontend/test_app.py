@@ -387,3 +387,33 @@ def test_a_resubmitted_render_keeps_its_bar_and_says_it_restarts_on_the_gpu() ->
     assert shown.fraction == 0.5 and shown.label(job).startswith("Restarting on the GPU")
     shown.apply(job, "progress", {"value": 31, "max": 60})
     assert shown.fraction == 31 / 60 and shown.label(job).startswith("Rendering: step 31/60")
+
+
+def test_api_keys_page_makes_shows_once_rotates_and_revokes_a_key(ui_stack: Stack) -> None:
+    import httpx
+
+    at = signed_in()
+    at.switch_page("views/keys.py").run()
+    assert not at.exception, at.exception
+    assert "No API keys yet." in at.info[0].value
+    at.text_input(key="w_key_name").input("CMS <b>")
+    at.multiselect(key="w_key_scopes").select("Render (also start, cancel and retry)")
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    key = at.code[0].value
+    assert key.startswith("sk_studio_") and "not be shown again" in at.success[0].value
+    with httpx.Client(base_url=ui_stack.url, headers={"x-api-key": key}) as integration:
+        assert integration.get("/api/jobs").status_code == 200
+        at.button(key="key_dismiss").click().run()
+        assert not at.code  # shown once: gone once dismissed
+        [row_caption] = [c.value for c in at.caption if "last used" in c.value]
+        assert "renders/day" in row_caption
+        key_id = next(b.key for b in at.button if b.key and b.key.startswith("key_rotate_"))[11:]
+        at.button(key=f"key_rotate_{key_id}").click().run()
+        rotated = at.code[0].value
+        assert rotated != key and integration.get("/api/jobs").status_code == 401
+        at.button(key=f"key_revoke_{key_id}").click().run()
+        assert "revoked" in at.success[0].value
+        assert "No API keys yet." in at.info[0].value
+        with httpx.Client(base_url=ui_stack.url, headers={"x-api-key": rotated}) as after:
+            assert after.get("/api/jobs").status_code == 401
