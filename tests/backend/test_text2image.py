@@ -20,6 +20,7 @@ from PIL import Image
 
 from backend.signed_urls import sign
 from tests.support.api import assert_error, wait_status
+from tests.support.aws import MotoServer
 from tests.support.backend import Stack, start_stack
 from tests.support.comfy import EmulatorProcess, start_emulator
 
@@ -157,6 +158,25 @@ def test_expired_and_tampered_links_are_refused(live: Stack) -> None:
     for params in tampered:
         assert_error(httpx.get(base, params=params), 403, "invalid_signature")
     assert_error(httpx.get(base), 422, "invalid_input")  # no signature at all
+
+
+def test_with_s3_storage_the_url_is_presigned_and_expires(
+    db_url: str, tmp_path: Path, comfyui_url: str, moto: MotoServer
+) -> None:
+    moto.client("s3").create_bucket(Bucket="dropin-renders")
+    s3 = {"s3_bucket": "dropin-renders", "s3_endpoint_url": moto.endpoint_url, "s3_presign_ttl_s": 120}
+    with start_stack(db_url, tmp_path, comfyui_url, storage_backend="s3", **s3) as stack:
+        dispatcher = stack.dispatcher_thread().start()
+        try:
+            with stack.client() as c:
+                r = c.post("/dev/text2image", json=text_body())
+        finally:
+            dispatcher.stop()
+    assert r.status_code == 200, r.text
+    url = r.json()["body"]
+    assert url.startswith(f"{moto.endpoint_url}/dropin-renders/renders/images/")
+    assert "X-Amz-Expires=120" in url
+    assert fetch_png(url)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_burst_of_renders_in_one_second_never_shares_a_name(live: Stack) -> None:
