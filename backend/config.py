@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     image_url_secret: str = Field(
         "",
         validate_default=True,
-        description="HMAC key of signed image URLs ('' = a random one per process: set it with several)",
+        description="HMAC key of signed image URLs ('' = a random one per server: set it with several)",
     )
     image_url_ttl_s: int = Field(3600, ge=10, le=7 * 86400, description="life of a signed image URL")
 
@@ -184,7 +184,8 @@ class Settings(BaseSettings):
     @field_validator("image_url_secret")
     @classmethod
     def _image_url_secret(cls, v: str) -> str:
-        # Unset: a key of this process's own; URLs it signs verify only here (one API process).
+        # Unset: drawn once per server; gunicorn's workers inherit their master's settings (get_settings()
+        # is cached before the fork), so they agree. Several servers must share a set one.
         return v or secrets.token_urlsafe(32)
 
     @property

@@ -85,9 +85,10 @@ class DropInRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
     def job(self) -> JobCreate:
-        return JobCreate.model_validate(
+        return _validate(
+            JobCreate,
             {"prompt": self.text, "negative_prompt": self.negative, "cfg": self.guidance}
-            | self.model_dump(include={"style", "width", "height", "steps", "num_images", "seed"})
+            | self.model_dump(include={"style", "width", "height", "steps", "num_images", "seed"}),
         )
 
 
@@ -106,7 +107,8 @@ class JumpStartRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
     def job(self) -> JobCreate:
-        return JobCreate.model_validate(
+        return _validate(
+            JobCreate,
             {
                 "prompt": self.prompt,
                 "negative_prompt": self.negative_prompt,
@@ -116,7 +118,7 @@ class JumpStartRequest(BaseModel):
                 "steps": self.num_inference_steps,
                 "cfg": self.guidance_scale,
                 "seed": self.seed,
-            }
+            },
         )
 
 

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from backend.signed_urls import sign
+from tests.support import harness
 from tests.support.api import assert_error, wait_status
 from tests.support.aws import MotoServer
 from tests.support.backend import Stack, start_stack
@@ -179,6 +180,22 @@ def test_with_s3_storage_the_url_is_presigned_and_expires(
     assert fetch_png(url)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_every_gunicorn_worker_honours_a_link_without_a_set_secret(db_url: str, tmp_path: Path) -> None:
+    """IMAGE_URL_SECRET unset: the workers share the key their master drew, so any of them opens a link."""
+    with harness.process_stack(tmp_path / "procs") as procs:
+        emu = procs.emulator(2.0)
+        env = harness.production_env(db_url, tmp_path, harness.emulator_address(emu), api_workers=2)
+        assert not env.get("IMAGE_URL_SECRET")
+        procs.prestart(env)
+        api = procs.api(env)
+        procs.dispatcher(env)
+        token = {"Authorization": f"Bearer {harness.PRODUCTION_TOKEN}"}
+        r = httpx.post(f"{api.url}/dev/text2image", json=text_body(), headers=token, timeout=60)
+        assert r.status_code == 200, r.text
+        codes = {httpx.get(r.json()["body"], timeout=10).status_code for _ in range(20)}  # new connections
+    assert codes == {200}
+
+
 def test_a_burst_of_renders_in_one_second_never_shares_a_name(live: Stack) -> None:
     bodies = [text_body(text="the same sunroom") for _ in range(6)]  # same prompt, seeds differ
     with live.client() as c, ThreadPoolExecutor(6) as pool:
@@ -214,7 +231,9 @@ def test_a_retry_with_the_idempotency_key_never_renders_twice(slow: Stack) -> No
         ({"prompt": "room", "num_images_per_prompt": 9}, "num_images_per_prompt"),
     ],
 )
-def test_invalid_bodies_are_422_naming_the_field(api_stack: Stack, body: dict, field: str) -> None:
+def test_invalid_bodies_are_422_naming_the_field(
+    api_stack: Stack, body: dict[str, object], field: str
+) -> None:
     with api_stack.client() as c:
         err = assert_error(c.post("/dev/text2image", json=body), 422, "invalid_input")
         assert any(d["field"] == field for d in err["details"]), err
