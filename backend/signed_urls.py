@@ -45,8 +45,9 @@ def sign(secret: str, image_id: str, ttl_s: int, now: float | None = None) -> Si
 def verify(secret: str, image_id: str, expires: int, signature: str, now: float | None = None) -> None:
     """Raise Forbidden unless `signature` is this image's for `expires` and that time has not passed.
 
-    The signature is checked first, so a forged expiry is a bad signature, never an "expired" hint."""
-    if not hmac.compare_digest(_mac(secret, image_id, expires), signature):
+    The signature is checked first, so a forged expiry is a bad signature, never an "expired" hint.
+    Compared as bytes: `compare_digest` refuses non-ASCII text, and a link may carry anything."""
+    if not hmac.compare_digest(_mac(secret, image_id, expires).encode(), signature.encode()):
         raise Forbidden("The link's signature is not valid.", code="invalid_signature")
     if (now if now is not None else time.time()) >= expires:
         raise Forbidden("The link has expired; ask for the image again.", code="link_expired")

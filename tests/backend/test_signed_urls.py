@@ -20,15 +20,16 @@ def test_a_link_verifies_until_it_expires() -> None:
 
 
 @pytest.mark.parametrize(
-    ("secret", "image_id", "expires_delta"),
-    [("other", IMAGE, 0), ("k", IMAGE.replace("0b", "1b"), 0), ("k", IMAGE, 1)],
-)
-def test_a_changed_secret_image_or_expiry_is_a_bad_signature(
-    secret: str, image_id: str, expires_delta: int
+    ("secret", "image_id", "expires_delta", "signature"),
+    [("other", IMAGE, 0, None), ("k", IMAGE.replace("0b", "1b"), 0, None), ("k", IMAGE, 1, None),
+     ("k", IMAGE, 0, "\u00fb\u00ea"), ("k", "\x02w\u00e9", 0, None)],
+)  # fmt: skip
+def test_a_changed_secret_image_expiry_or_signature_is_a_bad_signature(
+    secret: str, image_id: str, expires_delta: int, signature: str | None
 ) -> None:
     link = sign("k", IMAGE, 60, now=1000)
     with pytest.raises(Forbidden) as exc:
-        verify(secret, image_id, link.expires + expires_delta, link.signature, now=1000)
+        verify(secret, image_id, link.expires + expires_delta, signature or link.signature, now=1000)
     assert exc.value.error_code == "invalid_signature"
 
 
