@@ -6,6 +6,7 @@ Defaults are the embedded stack (`make run`): SQLite file, emulator on 8188/8189
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -143,6 +144,20 @@ class Settings(BaseSettings):
     api_key_renders_per_day: int = Field(
         500, ge=1, description="render requests a UTC day per API key (a key may set less)"
     )
+    # --- drop-in text2image and waiting for results ---------------------------------------------------
+    dropin_prefix: str = Field("/dev", description="path prefix of the drop-in `POST {prefix}/text2image`")
+    dropin_wait_s: float = Field(
+        25.0, gt=0, le=600, description="how long text2image waits for the render before answering 202"
+    )
+    prefer_wait_max_s: float = Field(
+        60.0, gt=0, le=600, description="cap of `Prefer: wait=N` on POST /api/jobs"
+    )
+    image_url_secret: str = Field(
+        "",
+        validate_default=True,
+        description="HMAC key of signed image URLs ('' = a random one per server: set it with several)",
+    )
+    image_url_ttl_s: int = Field(3600, ge=10, le=7 * 86400, description="life of a signed image URL")
 
     @field_validator("database_url")
     @classmethod
@@ -166,6 +181,19 @@ class Settings(BaseSettings):
     def _sagemaker_prefix(cls, v: str) -> str:
         v = v.strip("/")
         return f"{v}/" if v else ""
+
+    @field_validator("dropin_prefix")
+    @classmethod
+    def _dropin_prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        return f"/{v}" if v else ""
+
+    @field_validator("image_url_secret")
+    @classmethod
+    def _image_url_secret(cls, v: str) -> str:
+        # Unset: drawn once per server; gunicorn's workers inherit their master's settings (get_settings()
+        # is cached before the fork), so they agree. Several servers must share a set one.
+        return v or secrets.token_urlsafe(32)
 
     @property
     def is_sqlite(self) -> bool:

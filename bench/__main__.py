@@ -20,7 +20,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import claim_rate, idle_gap, latency, lora_switches, memory, sagemaker_path, throughput
+from bench import (
+    claim_rate,
+    idle_gap,
+    latency,
+    lora_switches,
+    memory,
+    sagemaker_path,
+    throughput,
+    wait_result,
+)
 from bench.report import Figure, table, write_json
 from bench.sizes import FULL, QUICK, Sizes
 from tests.support.db import PG_ADMIN_URL, pg_available
@@ -34,6 +43,7 @@ BENCHES: dict[str, Runner] = {
     "lora_switches": lora_switches.run,
     "memory": memory.run,
     "sagemaker": sagemaker_path.run,  # figure 8
+    "wait_result": wait_result.run,  # Prefer: wait and the drop-in text2image over polling
 }
 PER_DATABASE = frozenset({"throughput", "claim_rate"})
 

@@ -99,6 +99,7 @@ ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 # Requests that start a render: an API key's daily quota counts them. (Route paths, as FastAPI routed them.)
 RENDER_ROUTES = frozenset({("POST", "/api/jobs"), ("POST", "/api/jobs/{job_id}/retry")})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DROPIN_PATH = "/text2image"  # under the configurable DROPIN_PREFIX
 
 
 async def _current_designer(conn: HTTPConnection) -> Principal:
@@ -108,8 +109,10 @@ async def _current_designer(conn: HTTPConnection) -> Principal:
     token = conn.headers.get("x-api-key") or bearer_token(conn.headers.get("authorization"))
     method = conn.scope.get("method", "GET")  # a WebSocket has none: it reads
     route = conn.scope.get("route")
-    render = (method, getattr(route, "path", "")) in RENDER_ROUTES
-    scope = "read" if method in READ_METHODS else "render"
+    path = getattr(route, "path", "")
+    # The drop-in renders on GET too: both of its methods take the render scope and count as renders.
+    render = (method, path) in RENDER_ROUTES or path.endswith(DROPIN_PATH)
+    scope = "read" if method in READ_METHODS and not render else "render"
     return await authenticate(state.token_cache, state.sessionmaker, token, scope, render=render)
 
 

@@ -6,25 +6,27 @@ import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import lazyload
 
-from backend import job_queries, job_queue
+from backend import job_queries, job_queue, job_wait
 from backend.api import job_reads
 from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
 from backend.api.deps import (
     AvailabilityDep,
     CurrentDesigner,
     EngineDep,
+    EventHubDep,
     ManifestDep,
     ReadSessionDep,
     SessionDep,
     SettingsDep,
 )
 from backend.auth import Principal
+from backend.availability import Availability
 from backend.config import Settings
 from backend.db import reading, single_reads, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
@@ -41,6 +43,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")
+]
+Prefer = Annotated[
+    str | None,
+    Header(alias="Prefer", max_length=200, description="`wait=N`: answer when the job ended or N s passed"),
 ]
 
 
@@ -149,11 +155,37 @@ async def create_job(
     session: SessionDep,
     designer: CurrentDesigner,
     availability: AvailabilityDep,
+    hub: EventHubDep,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
+    prefer: Prefer = None,
 ) -> JobOut:
     """Queue a text-to-image or sketch-to-image render. With `Idempotency-Key`, a retried POST returns
     the job the first one created (and a different body with the same key is a 409). A style whose
-    files no ComfyUI server of that kind has is a 409 `style_unavailable` (or `models_missing`)."""
+    files no ComfyUI server of that kind has is a 409 `style_unavailable` (or `models_missing`).
+    With `Prefer: wait=N` (RFC 7240) the answer comes when the job has ended or N seconds (at most
+    PREFER_WAIT_MAX_S) have passed, with `Preference-Applied`."""
+    job = await start_job(body, settings, engine, manifest, session, designer, availability, idempotency_key)
+    wait_s = job_wait.prefer_wait(prefer)
+    if wait_s is None:
+        return job
+    wait_s = min(wait_s, int(settings.prefer_wait_max_s))
+    response.headers["Preference-Applied"] = f"wait={wait_s}"
+    row, images = await job_wait.wait_for_end(hub, engine, job.id, wait_s)
+    return availability.annotate(job_out(row, row.queue_position, images))
+
+
+async def start_job(
+    body: JobCreate,
+    settings: Settings,
+    engine: AsyncEngine,
+    manifest: Manifest,
+    session: AsyncSession,
+    designer: Principal,
+    availability: Availability,
+    idempotency_key: str | None,
+) -> JobOut:
+    """Create the job (or find the one an earlier request with `idempotency_key` created) and show it."""
     params = body.model_dump()
     if idempotency_key:
         existing = await _by_idempotency_key(session, designer, idempotency_key, params)

@@ -102,6 +102,8 @@ def test_scopes_are_enforced(api_stack: Stack, alice: httpx.Client) -> None:
             c.post(f"/api/jobs/{job_id}/cancel"),
             c.post(f"/api/jobs/{job_id}/retry"),
             c.post("/api/uploads", files={"file": ("plan.png", sketch_png(600), "image/png")}),
+            c.get("/dev/text2image", params={"prompt": "a hall"}),  # the drop-in renders on GET too
+            c.post("/dev/text2image", json={"text": "a hall"}),
         ):
             error = assert_error(refused, 403, "insufficient_scope")
             assert "render" in error["message"]

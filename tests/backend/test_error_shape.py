@@ -26,9 +26,11 @@ import pytest
 from backend.errors import AppError
 from backend.main import create_app
 from backend.models import new_id
+from backend.signed_urls import sign
 from tests.factories import job_body, sketch_png
 from tests.support.api import assert_error
 from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, ApiServer, Stack, make_settings, start_stack
+from tests.support.comfy import EmulatorProcess
 from tests.support.db import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,6 +186,18 @@ CONFLICTS: list[Case] = [
     ("a style without its preview", lambda w: w.alice.get("/api/styles/indochine/preview"), 404,
      "preview_missing"),
 ]  # fmt: skip
+DROP_IN: list[Case] = [
+    ("a render cancelled while the drop-in waited", lambda w: w.alice.post(
+        "/dev/text2image", json={"text": "hall"}, headers={"Idempotency-Key": "cancelled"}), 409,
+     "job_cancelled"),
+    ("a render that failed", lambda w: w.alice.post(
+        "/dev/text2image", json={"text": "hall", "steps": 2}), 502, "render_failed"),
+    ("a forged image link", lambda w: w.anon.get(
+        f"/api/images/{UNKNOWN}/shared", params={"expires": 2**40, "signature": "0" * 64}), 403,
+     "invalid_signature"),
+    ("an expired image link", lambda w: w.anon.get(f"/api/images/{UNKNOWN}/shared?" + sign(
+        w.stack.settings.image_url_secret, UNKNOWN, 10, now=0).query()), 403, "link_expired"),
+]  # fmt: skip
 # Answered by the handlers rather than raised by a route: walked by the tests below.
 HANDLED = {"database_unavailable": 503, "internal_error": 500}
 
@@ -249,6 +263,22 @@ def test_conflicts_are_409_and_lost_files_404(db_url: str, tmp_path: Path, comfy
         check(CONFLICTS, w)
 
 
+def test_drop_in_renders_that_end_badly_are_errors(
+    db_url: str, tmp_path: Path, emulator: EmulatorProcess
+) -> None:
+    with start_stack(db_url, tmp_path, emulator.url, dropin_wait_s=0.5) as stack, walking(stack) as w:
+        w.alice.post(f"/api/jobs/{w.job_id}/cancel")
+        waited = DROP_IN[0][1](w)  # no dispatcher yet: 202, then the job is cancelled
+        assert waited.status_code == 202, waited.text
+        w.alice.post(f"/api/jobs/{waited.json()['job_id']}/cancel")
+        emulator.set_faults(fail_next=1)  # the sampler raises while the next prompt runs
+        dispatcher = stack.dispatcher_thread().start()
+        try:
+            check(DROP_IN, w)
+        finally:
+            dispatcher.stop()
+
+
 def test_an_unreachable_database_is_503_with_retry_after(db_url: str, tmp_path: Path) -> None:
     with start_stack(db_url, tmp_path, None, sqlite_busy_timeout_ms=300) as stack, stack.client() as c:
         with database_down(db_url):
@@ -307,7 +337,7 @@ def test_every_code_the_routes_raise_is_walked() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
                 raised |= _codes(node.exc, classes)
-    tables = (AUTH, SCOPES, VALIDATION, NOT_FOUND, MEDIA, LIMITS, CONFLICTS)
+    tables = (AUTH, SCOPES, VALIDATION, NOT_FOUND, MEDIA, LIMITS, CONFLICTS, DROP_IN)
     walked = {case[3] for table in tables for case in table}
     assert raised - {"?"} <= walked | set(HANDLED), sorted(raised - walked - set(HANDLED))
     assert len(raised) > 15  # the scan found the routes' errors

@@ -107,3 +107,14 @@ def test_sagemaker_path_pairs_every_overflow_job_with_a_direct_one(tmp_path: Pat
     # both paths rendered the steps for real (55 ms each) on the one emulator
     assert values["direct_total_s"]["p50"] >= QUICK.sagemaker_steps * 0.055
     assert values["sagemaker_total_s"]["p50"] >= QUICK.sagemaker_steps * 0.055
+
+
+def test_wait_result_compares_every_waiting_render_with_a_polled_one(tmp_path: Path) -> None:
+    figures = run_bench(tmp_path, "wait_result")
+    assert set(figures) == {"wait_result.prefer_wait", "wait_result.text2image"}
+    for figure in figures.values():
+        values = figure["values"]
+        assert values["added_s"]["n"] == values["total_s"]["n"] == QUICK.latency_jobs
+        # every render ran its sampler steps (55 ms each), and the polling client polled
+        assert values["total_s"]["p50"] >= QUICK.latency_steps * 0.055
+        assert values["poll_requests"]["p50"] >= 2

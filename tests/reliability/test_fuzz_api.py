@@ -25,9 +25,9 @@ MAX_EXAMPLES = 25
 
 @pytest.fixture
 def fuzz_stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
-    with start_stack(
-        db_url, tmp_path, None, max_active_jobs_per_designer=10_000, max_uploads_per_hour=10_000
-    ) as stack:
+    limits = {"max_active_jobs_per_designer": 10_000, "max_uploads_per_hour": 10_000}
+    waits = {"dropin_wait_s": 0.5, "prefer_wait_max_s": 1}  # no ComfyUI: every render waits in vain
+    with start_stack(db_url, tmp_path, None, **limits, **waits) as stack:
         yield stack
 
 
