@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from backend import notify
-from backend.api import events, health, images, jobs, styles
+from backend.api import events, health, images, jobs, styles, webhooks
 from backend.auth import TokenCache
 from backend.config import Settings, get_settings
 from backend.db import make_engine, make_sessionmaker
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
-    for module in (jobs, images, events, styles, health):
+    for module in (jobs, images, events, styles, health, webhooks):
         app.include_router(module.router)
     return app
 

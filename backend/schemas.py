@@ -97,6 +97,15 @@ class JobParams(BaseModel):
 class JobCreate(JobParams):
     """POST /api/jobs."""
 
+    webhook_url: str | None = Field(
+        None,
+        max_length=2000,
+        description=(
+            "POSTed (Standard Webhooks, signed) when the job ends; https to a public address, unless "
+            "the server's allow-list says otherwise. Not part of the render's params."
+        ),
+    )
+
 
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -207,3 +216,29 @@ class DesignerOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
+
+
+class WebhookAttempt(BaseModel):
+    attempt: int
+    at: datetime
+    status_code: int | None = Field(None, description="the receiver's answer; null: none (see error)")
+    error: str | None = None
+    duration_ms: int
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: str = Field(description="the webhook-id header: the same on every attempt, to deduplicate by")
+    event_type: str = Field(description="job.succeeded, job.failed or job.cancelled")
+    url: str
+    status: Literal["pending", "sending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None = Field(description="while pending: when it is tried again")
+    created_at: datetime
+    delivered_at: datetime | None
+    history: list[WebhookAttempt] = Field(description="the latest attempts, oldest first")
+
+
+class WebhookDeliveryList(BaseModel):
+    items: list[WebhookDeliveryOut]

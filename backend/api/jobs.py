@@ -24,6 +24,7 @@ from backend.api.deps import (
     SessionDep,
     SettingsDep,
 )
+from backend.api.webhooks import checked_webhook_url
 from backend.auth import Principal
 from backend.config import Settings
 from backend.db import reading, single_reads, writing
@@ -154,12 +155,13 @@ async def create_job(
     """Queue a text-to-image or sketch-to-image render. With `Idempotency-Key`, a retried POST returns
     the job the first one created (and a different body with the same key is a 409). A style whose
     files no ComfyUI server of that kind has is a 409 `style_unavailable` (or `models_missing`)."""
-    params = body.model_dump()
+    params = body.model_dump(exclude={"webhook_url"})
     if idempotency_key:
         existing = await _by_idempotency_key(session, designer, idempotency_key, params)
         if existing is not None:
             return existing
     job = _build_job(manifest, designer, params, idempotency_key=idempotency_key)
+    job.webhook_url = await checked_webhook_url(settings, body.webhook_url)
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     try:
@@ -287,6 +289,7 @@ async def retry_job(
     if body is not None and body.new_seed:
         params["seed"] = None
     job = _build_job(manifest, designer, params, retry_of=original.id)
+    job.webhook_url = original.webhook_url
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     return availability.annotate(await _store(settings, engine, session, job))
