@@ -88,14 +88,22 @@ def _due(now: datetime) -> Any:
 async def claim_due(
     session: AsyncSession, worker_id: str, lease_s: float, limit: int
 ) -> list[WebhookDelivery]:
-    """Take up to `limit` due deliveries (one more attempt each), held until `lease_s` from now."""
+    """Take up to `limit` due deliveries (one more attempt each), held until `lease_s` from now.
+
+    PostgreSQL: the rows are locked first (SKIP LOCKED: other senders take the next ones, never wait),
+    then updated (inside one UPDATE the locking subquery can be rescanned, overrunning its LIMIT: a
+    test saw one sender take every row). SQLite: one UPDATE under its single write lock."""
     now = utcnow()
-    ids = select(_D.id).where(_due(now)).order_by(_D.next_attempt_at).limit(limit)
+    ids: Any = select(_D.id).where(_due(now)).order_by(_D.next_attempt_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
-        ids = ids.with_for_update(skip_locked=True)
+        ids = list((await session.scalars(ids.with_for_update(skip_locked=True))).all())
+        if not ids:
+            return []
+    else:
+        ids = ids.scalar_subquery()
     stmt = (
         update(_D)
-        .where(_D.id.in_(ids.scalar_subquery()), _due(now))
+        .where(_D.id.in_(ids), _due(now))
         .values(
             status="sending",
             claimed_by=worker_id,

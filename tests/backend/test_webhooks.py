@@ -91,6 +91,36 @@ async def test_concurrent_senders_never_claim_the_same_delivery(sm) -> None:
         assert await webhooks.claim_due(s, "late", 60, 5) == []
 
 
+async def test_a_claim_takes_at_most_its_limit_oldest_first(sm) -> None:
+    await cancelled_with_hook(sm, 5)
+    async with sm() as s, s.begin():
+        first = await webhooks.claim_due(s, "w1", 60, 2)
+    async with sm() as s, s.begin():
+        rest = await webhooks.claim_due(s, "w2", 60, 10)
+    assert (len(first), len(rest)) == (2, 3)
+    assert max(d.next_attempt_at for d in first) <= min(d.next_attempt_at for d in rest)
+
+
+async def test_open_claims_skip_each_others_rows_on_postgresql(sm, db_url: str) -> None:
+    """Each sender's claim stays open until all have claimed: a claim that waited on another's locked
+    rows (no SKIP LOCKED) would never get there; one that ignored them would claim them twice."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer: its single UPDATE claims atomically")
+    await cancelled_with_hook(sm, 5)
+    barrier = asyncio.Barrier(3)
+
+    async def take(worker: str) -> list[str]:
+        async with sm() as s, s.begin():
+            claimed = [d.id for d in await webhooks.claim_due(s, worker, 60, 2)]
+            await asyncio.wait_for(barrier.wait(), 10)
+            return claimed
+
+    taken = await asyncio.gather(*(take(f"w{i}") for i in range(3)))
+    flat = [d for batch in taken for d in batch]
+    assert sorted(len(batch) for batch in taken) == [1, 2, 2]
+    assert len(set(flat)) == 5
+
+
 async def test_a_dead_senders_delivery_is_claimed_again_after_its_lease(sm) -> None:
     await cancelled_with_hook(sm)
     async with sm() as s, s.begin():
