@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.graphs import WORKFLOWS_DIR
@@ -189,6 +189,13 @@ class Settings(BaseSettings):
         if raw and not _is_whsec(raw):
             raise ValueError("WEBHOOK_SECRET must be whsec_ followed by a base64 key of 24 to 64 bytes")
         return v
+
+    @model_validator(mode="after")
+    def _lease_outlives_an_attempt(self) -> Settings:
+        # A lease that ends while its attempt is still waiting would let a second sender send it too.
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("WEBHOOK_LEASE_S must be longer than WEBHOOK_TIMEOUT_S")
+        return self
 
     @property
     def is_sqlite(self) -> bool:

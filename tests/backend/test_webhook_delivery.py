@@ -28,7 +28,7 @@ FAST = {
     "webhook_poll_s": 0.05,
     "webhook_backoff_s": 0.2,
     "webhook_backoff_max_s": 1.0,
-    "webhook_timeout_s": 5.0,
+    "webhook_timeout_s": 2.0,
     "webhook_lease_s": 3.0,
 }
 

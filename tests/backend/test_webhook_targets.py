@@ -4,7 +4,9 @@ unspecified, plain http; and what an allow-list lets through."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from backend.config import Settings
 from backend.webhook_targets import AllowList, TargetRefused, check
 
 NONE = AllowList.parse("")
@@ -65,3 +67,16 @@ async def test_the_allow_list_lets_loopback_through_and_nothing_else() -> None:
 
 async def test_an_allow_listed_host_name_passes_whatever_it_resolves_to() -> None:
     assert (await check("http://localhost:9/hook", AllowList.parse("LocalHost"))).host == "localhost"
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        ({"webhook_secret": "not-whsec"}, "WEBHOOK_SECRET"),
+        ({"webhook_secret": "whsec_c2hvcnQ="}, "WEBHOOK_SECRET"),
+        ({"webhook_timeout_s": 10, "webhook_lease_s": 10}, "WEBHOOK_LEASE_S"),
+    ],
+)
+def test_webhook_settings_are_checked_at_start_up(values: dict[str, object], variable: str) -> None:
+    with pytest.raises(ValidationError, match=variable):
+        Settings(_env_file=None, **values)  # type: ignore[arg-type]
