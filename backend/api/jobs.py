@@ -156,12 +156,15 @@ async def create_job(
     the job the first one created (and a different body with the same key is a 409). A style whose
     files no ComfyUI server of that kind has is a 409 `style_unavailable` (or `models_missing`)."""
     params = body.model_dump(exclude={"webhook_url"})
+    # The webhook is not a render setting, but a retried POST must name the same one.
+    request = {**params, "webhook_url": body.webhook_url} if body.webhook_url else params
     if idempotency_key:
-        existing = await _by_idempotency_key(session, designer, idempotency_key, params)
+        existing = await _by_idempotency_key(session, designer, idempotency_key, request)
         if existing is not None:
             return existing
     job = _build_job(manifest, designer, params, idempotency_key=idempotency_key)
     job.webhook_url = await checked_webhook_url(settings, body.webhook_url)
+    job.params_hash = job_queue.params_hash(request)
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     try:
@@ -170,7 +173,7 @@ async def create_job(
         if not idempotency_key:
             raise
         await session.rollback()
-        existing = await _by_idempotency_key(session, designer, idempotency_key, params)
+        existing = await _by_idempotency_key(session, designer, idempotency_key, request)
         if existing is None:
             raise
         return existing

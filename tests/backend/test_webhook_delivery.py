@@ -173,3 +173,16 @@ def test_a_webhook_needs_a_signing_secret_on_the_server(api_stack: Stack) -> Non
     with api_stack.client() as c:
         r = c.post("/api/jobs", json=job_body(webhook_url="https://8.8.8.8/hook"))
     assert_error(r, 422, "webhooks_disabled")
+
+
+def test_an_idempotent_retry_must_name_the_same_webhook(hook_stack: Stack) -> None:
+    body, key = job_body(), {"Idempotency-Key": "hooked-1"}
+    with hook_stack.client() as c:
+        first = c.post("/api/jobs", json={**body, "webhook_url": "http://127.0.0.1:9/a"}, headers=key)
+        again = c.post("/api/jobs", json={**body, "webhook_url": "http://127.0.0.1:9/a"}, headers=key)
+        other = c.post("/api/jobs", json={**body, "webhook_url": "http://127.0.0.1:9/b"}, headers=key)
+        none = c.post("/api/jobs", json=body, headers=key)
+    assert first.status_code == 201, first.text
+    assert again.json()["id"] == first.json()["id"], again.text
+    assert_error(other, 409, "idempotency_key_reused")
+    assert_error(none, 409, "idempotency_key_reused")
