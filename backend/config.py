@@ -6,13 +6,15 @@ Defaults are the embedded stack (`make run`): SQLite file, emulator on 8188/8189
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.graphs import WORKFLOWS_DIR
@@ -158,6 +160,26 @@ class Settings(BaseSettings):
         description="HMAC key of signed image URLs ('' = a random one per server: set it with several)",
     )
     image_url_ttl_s: int = Field(3600, ge=10, le=7 * 86400, description="life of a signed image URL")
+    # --- webhooks -----------------------------------------------------------------------------------
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="whsec_<base64 key> signing every delivery (Standard Webhooks); empty: webhooks refused",
+    )
+    webhook_allow: str = Field(
+        "",
+        description=(
+            "comma-separated CIDRs and host names a webhook may target although private, loopback or "
+            "link-local (and over plain http); empty: public https targets only"
+        ),
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="one delivery attempt, connect to answer")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="attempts before a delivery is failed")
+    webhook_backoff_s: float = Field(5.0, gt=0, description="first retry delay; doubles, with jitter")
+    webhook_backoff_max_s: float = Field(3600.0, gt=0, description="cap of the retry delay")
+    webhook_lease_s: float = Field(
+        60.0, gt=0, description="a claimed delivery whose sender died is claimed again after this"
+    )
+    webhook_poll_s: float = Field(1.0, gt=0, description="how often the delivery worker looks for due ones")
 
     @field_validator("database_url")
     @classmethod
@@ -195,6 +217,21 @@ class Settings(BaseSettings):
         # is cached before the fork), so they agree. Several servers must share a set one.
         return v or secrets.token_urlsafe(32)
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if raw and not _is_whsec(raw):
+            raise ValueError("WEBHOOK_SECRET must be whsec_ followed by a base64 key of 24 to 64 bytes")
+        return v
+
+    @model_validator(mode="after")
+    def _lease_outlives_an_attempt(self) -> Settings:
+        # A lease that ends while its attempt is still waiting would let a second sender send it too.
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("WEBHOOK_LEASE_S must be longer than WEBHOOK_TIMEOUT_S")
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -202,6 +239,14 @@ class Settings(BaseSettings):
     @property
     def comfy_instances(self) -> list[ComfyInstance]:
         return parse_comfy_address(self.comfy_ui_address, self.comfy_text_port, self.comfy_sketch_port)
+
+
+def _is_whsec(value: str) -> bool:
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return False
+    return value.startswith("whsec_") and 24 <= len(key) <= 64
 
 
 def _url(hostport: str) -> str:

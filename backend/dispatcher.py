@@ -16,6 +16,8 @@ is spawned, so a pass never claims more jobs than an executor has slots.
 
 An idle dispatcher looks for work when a job is queued (`backend.notify`: PostgreSQL NOTIFY, or a
 datagram on SQLite's one host) or one of its jobs ends, and every DISPATCHER_POLL_S besides.
+
+With WEBHOOK_SECRET set, each dispatcher also sends the webhook outbox (`backend.webhook_worker`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from backend.logs import configure_logging
 from backend.models import Job
 from backend.notify import Notifier
 from backend.storage import Storage, make_storage
+from backend.webhook_worker import WebhookWorker
 from contract.styles import Manifest, load_manifest
 
 logger = logging.getLogger(__name__)
@@ -119,6 +122,7 @@ class Dispatcher:
             notifier.add_listener(notify.JOBS, self.on_job_queued)
             await notifier.start()
         keeper = asyncio.create_task(self._keep_holds(), name="holds")
+        webhook_sender = self._start_webhooks()
         logger.info(
             "dispatcher %s started with %s",
             self.worker_id,
@@ -131,9 +135,10 @@ class Dispatcher:
             await self._loop(until_idle)
         finally:
             await self._shutdown()
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            for task in filter(None, (keeper, webhook_sender)):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for ex in self.executors:
                 await ex.close()
             if notifier is not None:
@@ -143,6 +148,14 @@ class Dispatcher:
         """`backend.notify` listener: a job of `kind` was queued."""
         if any(kind in ex.serves for ex in self.executors):
             self._woken.set()
+
+    def _start_webhooks(self) -> asyncio.Task[None] | None:
+        """The webhook outbox's sender (`backend.webhook_worker`), where a signing secret is set. A
+        delivery it holds when stopped is sent again by any dispatcher once its lease ends."""
+        if not self.settings.webhook_secret.get_secret_value():
+            return None
+        worker = WebhookWorker(self.settings, self.ctx.transition, self.worker_id)
+        return asyncio.create_task(worker.run(), name="webhooks")
 
     def _notifier(self) -> Notifier | None:
         engine = self.sessionmaker.kw.get("bind")

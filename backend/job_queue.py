@@ -6,7 +6,8 @@
 
 A running job is held by one dispatcher (`claimed_by`) that heartbeats it; a job whose heartbeat is
 older than the stall limit is adopted by another dispatcher (`adopt_stalled`), which reconciles it with
-ComfyUI before doing anything else. Every change writes a `job_events` row in the same transaction.
+ComfyUI before doing anything else. Every change writes a `job_events` row in the same transaction, and
+every end (succeeded, failed, cancelled) of a job with a webhook its outbox row (`backend.webhooks`).
 
 The claim itself (queued → running, which job and where) is scheduled in `backend.claims`; read-only
 questions (queue position, active jobs, cancel flags) are `backend.job_queries`'. This module is the
@@ -39,7 +40,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from backend import notify
+from backend import notify, webhooks
 from backend.job_queries import active_count, position_statement
 from backend.models import FINAL_STATUSES, Image, Job, JobEvent, JobStatus, UTCDateTime, new_id, utcnow
 
@@ -279,6 +280,7 @@ async def finish(session: AsyncSession, job_id: str, worker_id: str, images: Seq
             "images": [{"id": i.id, "width": i.width, "height": i.height} for i in images],
         },
     )
+    webhooks.record(session, job, images)
     return job
 
 
@@ -295,6 +297,7 @@ async def fail(session: AsyncSession, job_id: str, worker_id: str, code: str, me
     )
     if job is not None:
         add_event(session, job_id, "failed", {"status": "failed", "code": code, "message": message[:4000]})
+        webhooks.record(session, job)
     return job
 
 
@@ -304,6 +307,7 @@ async def mark_cancelled(session: AsyncSession, job_id: str, worker_id: str) -> 
     )
     if job is not None:
         add_event(session, job_id, "cancelled", {"status": "cancelled"})
+        webhooks.record(session, job)
     return job
 
 
@@ -351,6 +355,7 @@ async def request_cancel(session: AsyncSession, job: Job) -> Job:
         )
         if done is not None:
             add_event(session, job.id, "cancelled", {"status": "cancelled"})
+            webhooks.record(session, done)
             return done
         await session.refresh(job)
     if job.status == JobStatus.running and not job.cancel_requested:

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from backend import notify
-from backend.api import events, health, image_links, images, jobs, keys, styles, text2image
+from backend.api import events, health, image_links, images, jobs, keys, styles, text2image, webhooks
 from backend.api_keys import KeyLimits
 from backend.auth import TokenCache
 from backend.config import Settings, get_settings
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
-    for module in (jobs, images, image_links, events, styles, health, keys):
+    for module in (jobs, images, image_links, events, styles, health, keys, webhooks):
         app.include_router(module.router)
     app.include_router(text2image.router, prefix=settings.dropin_prefix)
     return app

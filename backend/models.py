@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 tables: Designer, ApiKey, Upload, Job, JobEvent, Image.
+"""SQLAlchemy 2 tables: Designer, ApiKey, Upload, Job, JobEvent, Image, WebhookDelivery.
 
 The schema only changes through Alembic (`backend/migrations/`). Only `job_queue.py` (and `claims.py`, for
 the claim) changes a job's status.
@@ -165,6 +165,9 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     graph: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, doc="the graph sent to ComfyUI")
+    webhook_url: Mapped[str | None] = mapped_column(
+        Text, default=None, doc="where the job's end is POSTed (backend.webhooks)"
+    )
 
     images: Mapped[list[Image]] = relationship(
         back_populates="job", order_by="Image.index", lazy="selectin", cascade="all, delete-orphan"
@@ -234,3 +237,30 @@ class ApiKey(Base):
     rate_count: Mapped[int] = mapped_column(Integer, default=0)
     quota_day: Mapped[int] = mapped_column(Integer, default=0, doc="days since the epoch (UTC)")
     quota_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookDelivery(Base):
+    """One event of a job for its webhook: the outbox row, written with the job's terminal transition
+    (`backend.webhooks`), then claimed, sent and retried by a dispatcher's delivery worker."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, doc="the webhook-id header: msg_...")
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(
+        String(12), default="pending", doc="pending, sending, delivered, failed"
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None, doc="a sender that died lets go here")
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, doc="one entry per attempt")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

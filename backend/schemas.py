@@ -60,6 +60,13 @@ Prompt = Annotated[
     str, Field(min_length=1, max_length=2000), AfterValidator(_clean_text), AfterValidator(_not_blank)
 ]
 Negative = Annotated[str, Field(max_length=2000), AfterValidator(_clean_text)]
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
+# A label (an API key's name): one line, printable, not blank; the pattern says so in the schema too.
+Label = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=rf"^{_PRINTABLE}*[^\s\x00-\x1f\x7f-\x9f]{_PRINTABLE}*$"),
+    AfterValidator(_clean_text),
+]
 Side = Annotated[int, Field(ge=256, le=1024), AfterValidator(_multiple_of_8)]
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="a UUID")]
 
@@ -96,6 +103,15 @@ class JobParams(BaseModel):
 
 class JobCreate(JobParams):
     """POST /api/jobs."""
+
+    webhook_url: str | None = Field(
+        None,
+        max_length=2000,
+        description=(
+            "POSTed (Standard Webhooks, signed) when the job ends; https to a public address, unless "
+            "the server's allow-list says otherwise. Not part of the render's params."
+        ),
+    )
 
 
 class RetryRequest(BaseModel):
@@ -210,7 +226,7 @@ class Health(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'CMS'")
+    name: Label = Field(description="what the key is for, e.g. 'CMS'")
     scopes: list[Literal["read", "render"]] = Field(
         min_length=1, max_length=2, description="read: GET jobs, images, events, styles; render: also start"
     )
@@ -240,3 +256,29 @@ class ApiKeyCreated(ApiKeyOut):
 
 class ApiKeyList(BaseModel):
     items: list[ApiKeyOut]
+
+
+class WebhookAttempt(BaseModel):
+    attempt: int
+    at: datetime
+    status_code: int | None = Field(None, description="the receiver's answer; null: none (see error)")
+    error: str | None = None
+    duration_ms: int
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: str = Field(description="the webhook-id header: the same on every attempt, to deduplicate by")
+    event_type: str = Field(description="job.succeeded, job.failed or job.cancelled")
+    url: str
+    status: Literal["pending", "sending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None = Field(description="while pending: when it is tried again")
+    created_at: datetime
+    delivered_at: datetime | None
+    history: list[WebhookAttempt] = Field(description="the latest attempts, oldest first")
+
+
+class WebhookDeliveryList(BaseModel):
+    items: list[WebhookDeliveryOut]

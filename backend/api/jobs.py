@@ -25,6 +25,7 @@ from backend.api.deps import (
     SessionDep,
     SettingsDep,
 )
+from backend.api.webhooks import checked_webhook_url
 from backend.auth import Principal
 from backend.availability import Availability
 from backend.config import Settings
@@ -162,7 +163,8 @@ async def create_job(
 ) -> JobOut:
     """Queue a text-to-image or sketch-to-image render. With `Idempotency-Key`, a retried POST returns
     the job the first one created (and a different body with the same key is a 409). A style whose
-    files no ComfyUI server of that kind has is a 409 `style_unavailable` (or `models_missing`).
+    files no ComfyUI server of that kind has is a 409 `style_unavailable` (or `models_missing`); a
+    `webhook_url` gets the job's end, signed (see `GET /api/jobs/{id}/webhooks`).
     With `Prefer: wait=N` (RFC 7240) the answer comes when the job has ended or N seconds (at most
     PREFER_WAIT_MAX_S) have passed, with `Preference-Applied`."""
     job = await start_job(body, settings, engine, manifest, session, designer, availability, idempotency_key)
@@ -186,12 +188,16 @@ async def start_job(
     idempotency_key: str | None,
 ) -> JobOut:
     """Create the job (or find the one an earlier request with `idempotency_key` created) and show it."""
-    params = body.model_dump()
+    params = body.model_dump(exclude={"webhook_url"})
+    # The webhook is not a render setting, but a retried POST must name the same one.
+    request = {**params, "webhook_url": body.webhook_url} if body.webhook_url else params
     if idempotency_key:
-        existing = await _by_idempotency_key(session, designer, idempotency_key, params)
+        existing = await _by_idempotency_key(session, designer, idempotency_key, request)
         if existing is not None:
             return existing
     job = _build_job(manifest, designer, params, idempotency_key=idempotency_key)
+    job.webhook_url = await checked_webhook_url(settings, body.webhook_url)
+    job.params_hash = job_queue.params_hash(request)
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     try:
@@ -200,7 +206,7 @@ async def start_job(
         if not idempotency_key:
             raise
         await session.rollback()
-        existing = await _by_idempotency_key(session, designer, idempotency_key, params)
+        existing = await _by_idempotency_key(session, designer, idempotency_key, request)
         if existing is None:
             raise
         return existing
@@ -319,6 +325,7 @@ async def retry_job(
     if body is not None and body.new_seed:
         params["seed"] = None
     job = _build_job(manifest, designer, params, retry_of=original.id)
+    job.webhook_url = original.webhook_url
     await availability.require(job.kind, job.style)
     await _check_upload(session, designer, job.upload_id)
     return availability.annotate(await _store(settings, engine, session, job))
