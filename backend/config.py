@@ -136,6 +136,18 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # --- hardening: body caps, security headers -------------------------------------------------------
+    request_body_max_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest body of a JSON route (uploads: UPLOAD_MAX_BYTES)"
+    )
+    forwarded_trusted_ips: str = Field(
+        "127.0.0.1",
+        description=(
+            "proxies whose X-Forwarded-Proto/For gunicorn believes (HSTS over TLS): comma-separated "
+            "addresses or networks, or * when only the load balancer can reach the API"
+        ),
+    )
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, v: str) -> str:
