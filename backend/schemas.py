@@ -67,7 +67,17 @@ EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="a UUID")]
 class JobParams(BaseModel):
     """What a render is made of; stored with the job and with every image."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # The rule `_sketch_needs_upload` checks, said in the schema too: a sketch job names its upload, a
+    # text job none (absent or null).
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "sketch"}}, "required": ["kind"]},
+            "then": {"required": ["upload_id"], "properties": {"upload_id": {"type": "string"}}},
+            "else": {"properties": {"upload_id": {"type": "null"}}},
+        },
+    )
 
     kind: Literal["text", "sketch"] = Field("text", description="text-to-image or sketch-to-image")
     prompt: Prompt = Field(description="the room, in words")
@@ -207,3 +217,23 @@ class DesignerOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(None, description="the field concerned (validation errors)")
+    message: str | None = None
+    type: str | None = None
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorObject(BaseModel):
+    code: str = Field(description="stable snake_case, for programs")
+    message: str = Field(description="a sentence, for people")
+    details: list[ErrorDetail]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx body."""
+
+    error: ErrorObject

@@ -14,7 +14,7 @@ from sqlalchemy.orm import lazyload
 
 from backend import job_queries, job_queue
 from backend.api import job_reads
-from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
+from backend.api.common import CURSOR_PATTERN, decode_cursor, encode_cursor, job_out, job_view
 from backend.api.deps import (
     AvailabilityDep,
     CurrentDesigner,
@@ -35,7 +35,7 @@ from contract.styles import Manifest
 router = APIRouter(prefix="/api", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid token"},
-    404: {"description": "no such job for this designer"},
+    404: {"description": "no such job, or no such upload (upload_id), for this designer"},
     422: {"description": "invalid request (details per field)"},
     429: {"description": "too many active jobs (Retry-After)"},
 }
@@ -100,7 +100,8 @@ async def _check_upload(session: AsyncSession, designer: Principal, upload_id: s
     async with reading(session):
         upload = await session.get(Upload, upload_id)
     if upload is None or upload.designer_id != designer.id:
-        raise InvalidInput(
+        # A 404 like the upload's own URL answers: the body is well formed, the upload is not there.
+        raise NotFound(
             "upload_id does not name one of your uploads",
             code="unknown_upload",
             details=[{"field": "upload_id", "message": "no such upload"}],
@@ -206,7 +207,9 @@ async def list_jobs(
     kind: Annotated[Literal["text", "sketch"] | None, Query()] = None,
     created_from: Annotated[date | None, Query(description="first day (UTC), inclusive")] = None,
     created_to: Annotated[date | None, Query(description="last day (UTC), inclusive")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="a `next_cursor` this API returned")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobPage:
     query = select(Job).where(Job.designer_id == designer.id)

@@ -104,14 +104,12 @@ VALIDATION: list[Case] = [
      "invalid_style"),
     ("a sketch job without its upload", lambda w: w.alice.post("/api/jobs", json=job_body(kind="sketch")),
      422, "invalid_input"),
-    ("an upload that is not one's own", lambda w: w.alice.post(
-        "/api/jobs", json=job_body(kind="sketch", upload_id=UNKNOWN)), 422, "unknown_upload"),
     ("a bad Idempotency-Key", lambda w: w.alice.post(
         "/api/jobs", json=job_body(), headers={"Idempotency-Key": "a b"}), 422, "invalid_input"),
     ("limit 0", lambda w: w.alice.get("/api/jobs", params={"limit": 0}), 422, "invalid_input"),
     ("an unknown status", lambda w: w.alice.get("/api/jobs", params={"status": "lost"}), 422,
      "invalid_input"),
-    ("a forged cursor", lambda w: w.alice.get("/api/jobs", params={"cursor": "!!!"}), 422, "invalid_cursor"),
+    ("a forged cursor", lambda w: w.alice.get("/api/jobs", params={"cursor": "!!!"}), 422, "invalid_input"),
     ("a retry body of the wrong type", lambda w: w.alice.post(
         f"/api/jobs/{w.job_id}/retry", json={"new_seed": [1]}), 422, "invalid_input"),
     ("an upload without its file field", lambda w: w.alice.post("/api/uploads", data={"x": "1"}), 422,
@@ -137,6 +135,8 @@ NOT_FOUND: list[Case] = [
      "upload_not_found"),
     ("an unknown style's preview", lambda w: w.alice.get("/api/styles/baroque/preview"), 404,
      "style_not_found"),
+    ("an upload that is not one's own", lambda w: w.alice.post(
+        "/api/jobs", json=job_body(kind="sketch", upload_id=UNKNOWN)), 404, "unknown_upload"),
     ("an unknown route", lambda w: w.alice.get("/api/nothing-here"), 404, "not_found"),
     ("a method the route has not", lambda w: w.alice.delete("/api/jobs"), 405, "method_not_allowed"),
 ]  # fmt: skip
@@ -145,6 +145,8 @@ MEDIA: list[Case] = [
     ("SVG sent as PNG", lambda w: upload(w.alice, b'<svg xmlns="http://www.w3.org/2000/svg"/>'), 415,
      "not_an_image"),
     ("over the byte limit", lambda w: upload(w.alice, b"\0" * (UPLOAD_LIMIT + 1)), 413, "upload_too_large"),
+    ("a JSON body past its cap, refused unread", json_body(b'{"prompt": "%s"}' % (b"a" * 70_000)), 413,
+     "too_large"),
 ]  # fmt: skip
 LIMITS: list[Case] = [
     ("one job too many", lambda w: w.alice.post("/api/jobs", json=job_body()), 429, "too_many_active_jobs"),
@@ -178,7 +180,7 @@ def test_auth_errors_are_401_with_the_bearer_challenge(walk: Walk) -> None:
 def test_validation_errors_are_422_naming_the_field(walk: Walk) -> None:
     errors = check(VALIDATION, walk)
     fields = {d["field"] for e in errors for d in e["details"]}
-    assert {"prompt", "width", "style", "upload_id", "limit", "cursor", "file"} <= fields, fields
+    assert {"prompt", "width", "style", "limit", "cursor", "file"} <= fields, fields
 
 
 def test_unknown_things_are_404_and_unknown_methods_405(walk: Walk) -> None:
