@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, load_manifest(settings.style_manifest).ids)
     app.add_middleware(BodyLimit, limit_for=route_limits(settings))
     app.add_middleware(SecurityHeaders)
     for module in (jobs, images, events, styles, health):

@@ -5,6 +5,7 @@ The statuses every route shares are added here by what the route takes, rather t
 route: any `/api` route answers 401 without credentials and 503 while the database is unreachable; one
 with a body answers 400 when it cannot be read and 413 past its cap (`body_limit`); one with parameters
 or a body answers 422; one with an id in its path answers 404. The routes list their own (409, 415, 429).
+A job's `style` lists the style manifest's ids: the manifest is fixed for the life of the process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from backend.schemas import ErrorResponse
+from backend.schemas import STYLE_PATTERN, ErrorResponse
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 SECURITY_SCHEMES = {
@@ -59,13 +60,21 @@ def _document_operation(path: str, operation: dict[str, Any]) -> None:
         operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
 
 
-def document(schema: dict[str, Any]) -> dict[str, Any]:
+def _style_enums(schemas: dict[str, Any], style_ids: list[str]) -> None:
+    for model in schemas.values():
+        style = model.get("properties", {}).get("style", {})
+        if style.get("pattern") == STYLE_PATTERN:
+            style["enum"] = style_ids
+
+
+def document(schema: dict[str, Any], style_ids: list[str]) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error.pop("$defs", {}))
     schemas["ErrorResponse"] = error
     components["securitySchemes"] = SECURITY_SCHEMES
+    _style_enums(schemas, style_ids)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             if method in METHODS:
@@ -75,14 +84,14 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, style_ids: list[str]) -> None:
     """`app.openapi()` answers the documented schema (built once, like FastAPI's own)."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = build()
         if "securitySchemes" not in schema.get("components", {}):
-            document(schema)
+            document(schema, style_ids)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -29,7 +29,7 @@ from backend.config import Settings
 from backend.db import reading, single_reads, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload, new_id
-from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
+from backend.schemas import MAX_SEED, Day, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
 from contract.styles import Manifest
 
 router = APIRouter(prefix="/api", tags=["jobs"])
@@ -205,8 +205,8 @@ async def list_jobs(
     ] = None,
     style: Annotated[str | None, Query(max_length=32)] = None,
     kind: Annotated[Literal["text", "sketch"] | None, Query()] = None,
-    created_from: Annotated[date | None, Query(description="first day (UTC), inclusive")] = None,
-    created_to: Annotated[date | None, Query(description="last day (UTC), inclusive")] = None,
+    created_from: Annotated[Day | None, Query(description="first day (UTC), inclusive")] = None,
+    created_to: Annotated[Day | None, Query(description="last day (UTC), inclusive")] = None,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description="a `next_cursor` this API returned")
     ] = None,
