@@ -180,6 +180,17 @@ class Settings(BaseSettings):
         60.0, gt=0, description="a claimed delivery whose sender died is claimed again after this"
     )
     webhook_poll_s: float = Field(1.0, gt=0, description="how often the delivery worker looks for due ones")
+    # --- hardening: body caps, security headers -------------------------------------------------------
+    request_body_max_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest body of a JSON route (uploads: UPLOAD_MAX_BYTES)"
+    )
+    forwarded_trusted_ips: str = Field(
+        "127.0.0.1",
+        description=(
+            "proxies whose X-Forwarded-Proto/For gunicorn believes (HSTS over TLS): comma-separated "
+            "addresses or networks, or * when only the load balancer can reach the API"
+        ),
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -21,6 +21,8 @@ worker_class = "uvicorn_worker.UvicornWorker"
 timeout = 60
 graceful_timeout = 30  # SIGTERM: in-flight requests get this long to finish
 keepalive = 5
+# The load balancer's X-Forwarded-Proto/For are believed from these peers only (HSTS over TLS, client IPs).
+forwarded_allow_ips = _settings.forwarded_trusted_ips
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"

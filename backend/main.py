@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from backend import notify
 from backend.api import events, health, image_links, images, jobs, keys, styles, text2image, webhooks
 from backend.api_keys import KeyLimits
 from backend.auth import TokenCache
+from backend.body_limit import BodyLimit, route_limits
 from backend.config import Settings, get_settings
 from backend.db import make_engine, make_sessionmaker
 from backend.errors import install_error_handlers
@@ -19,11 +21,16 @@ from backend.events import EventHub
 from backend.instances import InstanceMonitor
 from backend.logs import configure_logging
 from backend.notify import Notifier
+from backend.openapi_doc import install_openapi
+from backend.security_headers import SecurityHeaders
 from backend.storage import make_storage
 from contract.styles import load_manifest
 
 DESCRIPTION = """Interior Studio's render API. Every route under `/api` needs `Authorization: Bearer <token>`.
 Errors always have the shape `{"error": {"code", "message", "details"}}`."""
+# The docs pages' scripts and styles come from the installed package, not a CDN: a studio network may be
+# offline. Under /docs, so the load balancer's rule for /docs* sends them to the API.
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.http.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_URL,
         title="Interior Studio API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -68,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
+    install_openapi(app, load_manifest(settings.style_manifest).ids)
+    app.add_middleware(BodyLimit, limit_for=route_limits(settings))
+    app.add_middleware(SecurityHeaders)
     for module in (jobs, images, image_links, events, styles, health, keys, webhooks):
         app.include_router(module.router)
     app.include_router(text2image.router, prefix=settings.dropin_prefix)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MAX_SEED = 2**53 - 1  # exact in JavaScript and JSON everywhere; well inside ComfyUI's 0..2**64-1
 Sampler = Literal[
@@ -28,8 +36,15 @@ Sampler = Literal[
 ]
 Scheduler = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta"]
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# The same rules as `_clean_text` and `_not_blank`, for the OpenAPI document (the validators keep their
+# plainer messages): no control characters; a prompt has something besides spaces.
+_TEXT = r"[^\x00-\x08\x0b-\x1f\x7f-\x9f]*"
+NEGATIVE_PATTERN = f"^{_TEXT}$"
+PROMPT_PATTERN = rf"^{_TEXT}[^\s\x00-\x1f\x7f-\x9f]{_TEXT}$"
+STYLE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _ENTITY_ID = re.compile(ID_PATTERN)
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def is_entity_id(value: str) -> bool:
@@ -50,6 +65,18 @@ def _not_blank(v: str) -> str:
     return v
 
 
+def _integral(v: Any) -> Any:
+    """JSON has one number type: `768.0` is the integer 768 (as JSON Schema's `integer` says)."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _iso_day(v: Any) -> Any:
+    """A day as the schema's `format: date` says, YYYY-MM-DD (pydantic alone reads `12.5` as a timestamp)."""
+    if isinstance(v, str) and not _DAY.fullmatch(v):
+        raise ValueError("must be a day, YYYY-MM-DD")
+    return v
+
+
 def _multiple_of_8(v: int) -> int:
     if v % 8:
         raise ValueError(f"must be a multiple of 8 (got {v}; try {round(v / 8) * 8})")
@@ -57,9 +84,19 @@ def _multiple_of_8(v: int) -> int:
 
 
 Prompt = Annotated[
-    str, Field(min_length=1, max_length=2000), AfterValidator(_clean_text), AfterValidator(_not_blank)
+    str,
+    Field(min_length=1, max_length=2000, json_schema_extra={"pattern": PROMPT_PATTERN}),
+    AfterValidator(_clean_text),
+    AfterValidator(_not_blank),
 ]
-Negative = Annotated[str, Field(max_length=2000), AfterValidator(_clean_text)]
+Negative = Annotated[
+    str, Field(max_length=2000, json_schema_extra={"pattern": NEGATIVE_PATTERN}), AfterValidator(_clean_text)
+]
+Day = Annotated[date, BeforeValidator(_iso_day)]
+# multipleOf in the schema only: `_multiple_of_8` says which sizes are near.
+Side = Annotated[
+    int, Field(ge=256, le=1024, json_schema_extra={"multipleOf": 8}), AfterValidator(_multiple_of_8)
+]
 _PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
 # A label (an API key's name): one line, printable, not blank; the pattern says so in the schema too.
 Label = Annotated[
@@ -67,19 +104,28 @@ Label = Annotated[
     Field(min_length=1, max_length=100, pattern=rf"^{_PRINTABLE}*[^\s\x00-\x1f\x7f-\x9f]{_PRINTABLE}*$"),
     AfterValidator(_clean_text),
 ]
-Side = Annotated[int, Field(ge=256, le=1024), AfterValidator(_multiple_of_8)]
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="a UUID")]
 
 
 class JobParams(BaseModel):
     """What a render is made of; stored with the job and with every image."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # The rule `_sketch_needs_upload` checks, said in the schema too: a sketch job names its upload, a
+    # text job none (absent or null).
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "sketch"}}, "required": ["kind"]},
+            "then": {"required": ["upload_id"], "properties": {"upload_id": {"type": "string"}}},
+            "else": {"properties": {"upload_id": {"type": "null"}}},
+        },
+    )
 
     kind: Literal["text", "sketch"] = Field("text", description="text-to-image or sketch-to-image")
     prompt: Prompt = Field(description="the room, in words")
     negative_prompt: Negative = Field("", description="what to keep out of the render")
-    style: str = Field("none", pattern=r"^[a-z][a-z0-9_]{0,31}$", description="a style id from /api/styles")
+    style: str = Field("none", pattern=STYLE_PATTERN, description="a style id from /api/styles")
     width: Side = Field(768, description="256..1024, a multiple of 8")
     height: Side = Field(512, description="256..1024, a multiple of 8")
     steps: int = Field(25, ge=1, le=100)
@@ -91,6 +137,8 @@ class JobParams(BaseModel):
     lora_strength: float | None = Field(None, ge=0.0, le=2.0, description="null: the style's default")
     upload_id: EntityId | None = Field(None, description="the sketch (POST /api/uploads); sketch jobs only")
     sketch_strength: float = Field(0.9, ge=0.0, le=2.0, description="how strictly the render follows it")
+
+    _integral = field_validator("width", "height", "steps", "seed", "num_images", mode="before")(_integral)
 
     @model_validator(mode="after")
     def _sketch_needs_upload(self) -> JobParams:
@@ -282,3 +330,23 @@ class WebhookDeliveryOut(BaseModel):
 
 class WebhookDeliveryList(BaseModel):
     items: list[WebhookDeliveryOut]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(None, description="the field concerned (validation errors)")
+    message: str | None = None
+    type: str | None = None
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorObject(BaseModel):
+    code: str = Field(description="stable snake_case, for programs")
+    message: str = Field(description="a sentence, for people")
+    details: list[ErrorDetail]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx body."""
+
+    error: ErrorObject

@@ -34,7 +34,11 @@ from backend.schemas import UploadOut, is_entity_id
 from backend.storage import Storage, StorageError, content_key
 
 router = APIRouter(prefix="/api", tags=["images"])
-ACCEPTED_TYPES = {"image/png", "image/jpeg", "image/webp"}
+ACCEPTED = ("image/png", "image/jpeg", "image/webp")
+ACCEPTED_TYPES = set(ACCEPTED)
+# A part sent without a type of its own (curl -F without ;type=, many HTTP clients): its bytes decide, as
+# they do for every upload (process_sketch refuses what is not PNG, JPEG or WebP with 415).
+UNDECLARED_TYPES = {"", "application/octet-stream"}
 READ_CHUNK = 1 << 20
 REJECTION_ERRORS: dict[str, type[AppError]] = {
     "image_too_large": TooLarge,
@@ -58,6 +62,10 @@ def upload_out(upload: Upload) -> UploadOut:
         url=f"/api/uploads/{upload.id}/image",
         preview_url=f"/api/uploads/{upload.id}/preview",
     )
+
+
+def _declared_type(file: UploadFile) -> str:
+    return (file.content_type or "").split(";")[0].strip().lower()
 
 
 async def _read_limited(file: UploadFile, limit: int) -> bytes:
@@ -97,6 +105,12 @@ async def _check_upload_quota(session: SessionDep, designer: Principal, per_hour
         422: {"description": "corrupt or unusable image"},
         429: {"description": "upload quota"},
     },
+    # The part's types, in the schema: a client (or a generator of test requests) learns what to send.
+    openapi_extra={
+        "requestBody": {
+            "content": {"multipart/form-data": {"encoding": {"file": {"contentType": ", ".join(ACCEPTED)}}}}
+        }
+    },
 )
 async def create_upload(
     file: UploadFile,
@@ -106,7 +120,7 @@ async def create_upload(
     designer: CurrentDesigner,
 ) -> UploadOut:
     """A sketch (PNG, JPEG or WebP): EXIF orientation applied, flattened to greyscale, re-encoded as PNG."""
-    if (file.content_type or "").split(";")[0].strip().lower() not in ACCEPTED_TYPES:
+    if _declared_type(file) not in ACCEPTED_TYPES | UNDECLARED_TYPES:
         raise UnsupportedMedia(
             f"Content type {file.content_type!r} is not accepted: send PNG, JPEG or WebP.",
             code="unsupported_media_type",

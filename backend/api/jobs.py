@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -14,7 +14,7 @@ from sqlalchemy.orm import lazyload
 
 from backend import job_queries, job_queue, job_wait
 from backend.api import job_reads
-from backend.api.common import decode_cursor, encode_cursor, job_out, job_view
+from backend.api.common import CURSOR_PATTERN, decode_cursor, encode_cursor, job_out, job_view
 from backend.api.deps import (
     AvailabilityDep,
     CurrentDesigner,
@@ -32,13 +32,13 @@ from backend.config import Settings
 from backend.db import reading, single_reads, writing
 from backend.errors import Conflict, InvalidInput, NotFound, RateLimited
 from backend.models import Job, JobStatus, Upload, new_id
-from backend.schemas import MAX_SEED, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
+from backend.schemas import MAX_SEED, Day, JobCreate, JobOut, JobPage, RetryRequest, is_entity_id
 from contract.styles import Manifest
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid token"},
-    404: {"description": "no such job for this designer"},
+    404: {"description": "no such job, or no such upload (upload_id), for this designer"},
     422: {"description": "invalid request (details per field)"},
     429: {"description": "too many active jobs (Retry-After)"},
 }
@@ -107,7 +107,8 @@ async def _check_upload(session: AsyncSession, designer: Principal, upload_id: s
     async with reading(session):
         upload = await session.get(Upload, upload_id)
     if upload is None or upload.designer_id != designer.id:
-        raise InvalidInput(
+        # A 404 like the upload's own URL answers: the body is well formed, the upload is not there.
+        raise NotFound(
             "upload_id does not name one of your uploads",
             code="unknown_upload",
             details=[{"field": "upload_id", "message": "no such upload"}],
@@ -242,9 +243,11 @@ async def list_jobs(
     ] = None,
     style: Annotated[str | None, Query(max_length=32)] = None,
     kind: Annotated[Literal["text", "sketch"] | None, Query()] = None,
-    created_from: Annotated[date | None, Query(description="first day (UTC), inclusive")] = None,
-    created_to: Annotated[date | None, Query(description="last day (UTC), inclusive")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    created_from: Annotated[Day | None, Query(description="first day (UTC), inclusive")] = None,
+    created_to: Annotated[Day | None, Query(description="last day (UTC), inclusive")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="a `next_cursor` this API returned")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobPage:
     query = select(Job).where(Job.designer_id == designer.id)

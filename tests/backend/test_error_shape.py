@@ -121,14 +121,12 @@ VALIDATION: list[Case] = [
      "invalid_style"),
     ("a sketch job without its upload", lambda w: w.alice.post("/api/jobs", json=job_body(kind="sketch")),
      422, "invalid_input"),
-    ("an upload that is not one's own", lambda w: w.alice.post(
-        "/api/jobs", json=job_body(kind="sketch", upload_id=UNKNOWN)), 422, "unknown_upload"),
     ("a bad Idempotency-Key", lambda w: w.alice.post(
         "/api/jobs", json=job_body(), headers={"Idempotency-Key": "a b"}), 422, "invalid_input"),
     ("limit 0", lambda w: w.alice.get("/api/jobs", params={"limit": 0}), 422, "invalid_input"),
     ("an unknown status", lambda w: w.alice.get("/api/jobs", params={"status": "lost"}), 422,
      "invalid_input"),
-    ("a forged cursor", lambda w: w.alice.get("/api/jobs", params={"cursor": "!!!"}), 422, "invalid_cursor"),
+    ("a forged cursor", lambda w: w.alice.get("/api/jobs", params={"cursor": "!!!"}), 422, "invalid_input"),
     ("a key above the deployment's limit", lambda w: w.alice.post(
         "/api/keys", json={"name": "x", "scopes": ["read"], "renders_per_day": 10**9}), 422,
      "key_limit_too_high"),
@@ -159,6 +157,8 @@ NOT_FOUND: list[Case] = [
      "style_not_found"),
     ("another designer's API key", lambda w: w.bob.delete(f"/api/keys/{w.read_key_id}"), 404,
      "key_not_found"),
+    ("an upload that is not one's own", lambda w: w.alice.post(
+        "/api/jobs", json=job_body(kind="sketch", upload_id=UNKNOWN)), 404, "unknown_upload"),
     ("an unknown route", lambda w: w.alice.get("/api/nothing-here"), 404, "not_found"),
     ("a method the route has not", lambda w: w.alice.delete("/api/jobs"), 405, "method_not_allowed"),
 ]  # fmt: skip
@@ -167,6 +167,8 @@ MEDIA: list[Case] = [
     ("SVG sent as PNG", lambda w: upload(w.alice, b'<svg xmlns="http://www.w3.org/2000/svg"/>'), 415,
      "not_an_image"),
     ("over the byte limit", lambda w: upload(w.alice, b"\0" * (UPLOAD_LIMIT + 1)), 413, "upload_too_large"),
+    ("a JSON body past its cap, refused unread", json_body(b'{"prompt": "%s"}' % (b"a" * 70_000)), 413,
+     "too_large"),
 ]  # fmt: skip
 LIMITS: list[Case] = [
     ("one job too many", lambda w: w.alice.post("/api/jobs", json=job_body()), 429, "too_many_active_jobs"),
@@ -220,7 +222,7 @@ def test_a_key_without_the_scope_is_403(walk: Walk) -> None:
 def test_validation_errors_are_422_naming_the_field(walk: Walk) -> None:
     errors = check(VALIDATION, walk)
     fields = {d["field"] for e in errors for d in e["details"]}
-    assert {"prompt", "width", "style", "upload_id", "limit", "cursor", "file"} <= fields, fields
+    assert {"prompt", "width", "style", "limit", "cursor", "file"} <= fields, fields
 
 
 def test_unknown_things_are_404_and_unknown_methods_405(walk: Walk) -> None:

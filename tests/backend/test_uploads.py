@@ -139,7 +139,7 @@ def test_uploads_belong_to_their_designer(api_stack: Stack) -> None:
         assert_error(bob.get(f"/api/uploads/{up['id']}"), 404, "upload_not_found")
         assert_error(bob.get(up["url"]), 404, "upload_not_found")
         r = bob.post("/api/jobs", json=job_body(kind="sketch", upload_id=up["id"]))
-        assert_error(r, 422, "unknown_upload")
+        assert_error(r, 404, "unknown_upload")
         ok = alice.post("/api/jobs", json=job_body(kind="sketch", upload_id=up["id"]))
         assert ok.status_code == 201 and ok.json()["kind"] == "sketch"
 

@@ -106,7 +106,7 @@ def test_another_designers_resources_are_404_and_guessed_image_urls_reveal_nothi
             assert r.status_code == 404, (url, r.status_code)  # 404, not 403: nothing to learn
             assert error_body(r)["code"].endswith("_not_found")
         r = bob.post("/api/jobs", json=job_body(kind="sketch", upload_id=upload["id"]))
-        assert r.status_code == 422 and error_body(r)["code"] == "unknown_upload"
+        assert r.status_code == 404 and error_body(r)["code"] == "unknown_upload"
     with httpx.Client(base_url=stack.url) as anonymous:
         for url in (image["url"], f"/api/jobs/{job['id']}", "/api/jobs"):
             r = anonymous.get(url)
