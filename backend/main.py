@@ -76,7 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
-    install_openapi(app, load_manifest(settings.style_manifest).ids)
+    key_limits = {
+        "rate_limit_per_minute": settings.api_key_rate_per_minute,
+        "renders_per_day": settings.api_key_renders_per_day,
+    }
+    install_openapi(app, load_manifest(settings.style_manifest).ids, {"ApiKeyCreate": key_limits})
     app.add_middleware(BodyLimit, limit_for=route_limits(settings))
     app.add_middleware(SecurityHeaders)
     for module in (jobs, images, image_links, events, styles, health, keys, webhooks):

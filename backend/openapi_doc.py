@@ -60,21 +60,40 @@ def _document_operation(path: str, operation: dict[str, Any]) -> None:
         operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
 
 
-def _style_enums(schemas: dict[str, Any], style_ids: list[str]) -> None:
-    for model in schemas.values():
-        style = model.get("properties", {}).get("style", {})
-        if style.get("pattern") == STYLE_PATTERN:
-            style["enum"] = style_ids
+def _style_enums(node: Any, style_ids: list[str]) -> None:
+    """Every style id schema in the document (bodies, inline payloads, query parameters) lists the ids."""
+    if isinstance(node, dict):
+        if node.get("pattern") == STYLE_PATTERN:
+            node["enum"] = style_ids
+        for value in node.values():
+            _style_enums(value, style_ids)
+    elif isinstance(node, list):
+        for value in node:
+            _style_enums(value, style_ids)
 
 
-def document(schema: dict[str, Any], style_ids: list[str]) -> dict[str, Any]:
+def _maxima(schemas: dict[str, Any], maxima: dict[str, dict[str, int]]) -> None:
+    """Limits that are this deployment's settings (an API key's rate and quota), said in the schema."""
+    for model, fields in maxima.items():
+        properties = schemas.get(model, {}).get("properties", {})
+        for name, maximum in fields.items():
+            prop = properties.get(name, {})
+            for branch in prop.get("anyOf", [prop]):
+                if branch.get("type") == "integer":
+                    branch["maximum"] = maximum
+
+
+def document(
+    schema: dict[str, Any], style_ids: list[str], maxima: dict[str, dict[str, int]] | None = None
+) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error.pop("$defs", {}))
     schemas["ErrorResponse"] = error
     components["securitySchemes"] = SECURITY_SCHEMES
-    _style_enums(schemas, style_ids)
+    _style_enums(schema, style_ids)
+    _maxima(schemas, maxima or {})
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             if method in METHODS:
@@ -84,14 +103,16 @@ def document(schema: dict[str, Any], style_ids: list[str]) -> dict[str, Any]:
     return schema
 
 
-def install_openapi(app: FastAPI, style_ids: list[str]) -> None:
+def install_openapi(
+    app: FastAPI, style_ids: list[str], maxima: dict[str, dict[str, int]] | None = None
+) -> None:
     """`app.openapi()` answers the documented schema (built once, like FastAPI's own)."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = build()
         if "securitySchemes" not in schema.get("components", {}):
-            document(schema, style_ids)
+            document(schema, style_ids, maxima)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -42,7 +42,7 @@ from backend.errors import AppError, Conflict
 from backend.events import EventHub
 from backend.job_wait import JobRead, wait_for_end
 from backend.models import JobStatus
-from backend.schemas import MAX_SEED, JobCreate, Negative, Prompt, Side
+from backend.schemas import MAX_SEED, PROMPT_PATTERN, STYLE_PATTERN, JobCreate, Negative, Prompt, Side
 from backend.storage import Storage
 from contract.styles import Manifest
 
@@ -50,7 +50,7 @@ router = APIRouter(tags=["drop-in"])
 JPEG_ACCEPT = "application/json;jpeg"
 RETRY_AFTER_S = 5
 JPEG_QUALITY = 90
-STYLE = Field("none", pattern=r"^[a-z][a-z0-9_]{0,31}$", description="a style id from /api/styles")
+STYLE = Field("none", pattern=STYLE_PATTERN, description="a style id from /api/styles")
 M = TypeVar("M", bound=BaseModel)
 RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "still rendering after DROPIN_WAIT_S: follow `Location` (the job)"},
@@ -270,7 +270,9 @@ def _page(
 )
 async def text2image_page(
     request: Request,
-    prompt: Annotated[str, Query(min_length=1, max_length=2000)],
+    prompt: Annotated[
+        str, Query(min_length=1, max_length=2000, json_schema_extra={"pattern": PROMPT_PATTERN})
+    ],
     settings: SettingsDep,
     engine: EngineDep,
     manifest: ManifestDep,
@@ -279,7 +281,7 @@ async def text2image_page(
     availability: AvailabilityDep,
     hub: EventHubDep,
     storage: StorageDep,
-    style: Annotated[str, Query(max_length=32)] = "none",
+    style: Annotated[str, Query(pattern=STYLE_PATTERN)] = "none",
     seed: Annotated[int | None, Query(ge=0, le=MAX_SEED)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> HTMLResponse:

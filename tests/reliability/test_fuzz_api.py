@@ -67,6 +67,10 @@ def test_no_route_answers_500_or_breaks_its_schema(fuzz_stack: Stack) -> None:
         def fuzz(case: Case) -> None:
             if case.path.endswith("/events") and case.method.upper() == "GET":
                 return  # a stream: covered by the event tests (it stays open while a job runs)
+            if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):  # noqa: B023 (called below)
+                # A webhook target is judged by what its host resolves to and by the server's allow-list,
+                # which no schema can say: tests/backend/test_webhook_targets.py walks those rules.
+                case.body.pop("webhook_url", None)
             case.call_and_validate(headers=headers, timeout=10)  # every check schemathesis has
 
         try:
