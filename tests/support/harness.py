@@ -129,7 +129,10 @@ class ChildProcess:
         return self
 
     def __enter__(self) -> Self:
-        return self.start()
+        """Start it, unless it runs already (`with proc.start():` must not spawn a second one)."""
+        if not self.alive:
+            self.start()
+        return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
