@@ -167,7 +167,9 @@ def test_a_restarted_comfyui_gets_work_within_a_second_of_answering(slow_stack: 
             waited = time.monotonic() - answered
         finally:
             dispatcher.stop()
-    assert waited < 1.5, f"first progress {waited:.1f} s after ComfyUI answered again"
+    # The probe reconnects within its 0.5 s slice (0.3-0.6 s to the first progress on a quiet machine, 1.9 s
+    # seen on a loaded CI run); without it the socket sleeps out its 12.8 s back-off, about 10 s from here.
+    assert waited < 5.0, f"first progress {waited:.1f} s after ComfyUI answered again"
 
 
 def test_a_restart_resubmits_the_running_job_first_and_progress_never_goes_back(
