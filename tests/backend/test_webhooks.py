@@ -101,11 +101,11 @@ async def test_a_claim_takes_at_most_its_limit_oldest_first(sm) -> None:
     assert max(d.next_attempt_at for d in first) <= min(d.next_attempt_at for d in rest)
 
 
-async def test_open_claims_skip_each_others_rows_on_postgresql(sm, db_url: str) -> None:
+# PostgreSQL only (SQLite has one writer: its single UPDATE claims atomically); fails if PostgreSQL is down.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_open_claims_skip_each_others_rows_on_postgresql(sm) -> None:
     """Each sender's claim stays open until all have claimed: a claim that waited on another's locked
     rows (no SKIP LOCKED) would never get there; one that ignored them would claim them twice."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite has one writer: its single UPDATE claims atomically")
     await cancelled_with_hook(sm, 5)
     barrier = asyncio.Barrier(3)
 
