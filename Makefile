@@ -17,19 +17,25 @@ PYTEST_ARGS ?= -n 4
 
 .PHONY: run test lint fmt typecheck clean install install-test system-deps checkov previews bench soak
 
+# rembg imports pymatting, whose numba kernels compile on first import (about 40 s) and are cached beside
+# them: compile once at install, not in the first product upload (or the first test that cuts one out).
+WARM_CUTOUT = $(PY) -c 'import rembg'
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip
 
 $(RUN_STAMP): $(VENV)/bin/python pyproject.toml $(PINS)
 	sed 's/\[[^]]*\]//' $(PINS) > $(CONSTRAINTS)
-	$(PIP) install -q -c $(CONSTRAINTS) -e .
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[cutout]'
+	$(WARM_CUTOUT)
 	@rm -f $(VENV)/.run-* && touch $@
 
 # torch: the CPU build, installed before the `lora` extra so pip never picks a CUDA build.
 $(TEST_STAMP): $(RUN_STAMP)
 	$(PIP) install -q 'torch==2.13.0'
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,lora]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,lora,cutout]'
+	$(WARM_CUTOUT)
 	@rm -f $(VENV)/.test-* && touch $@
 
 install: $(RUN_STAMP)
@@ -37,7 +43,7 @@ install-test: $(TEST_STAMP) checkov system-deps
 
 # checkov pins old boto3/botocore: it lives in its own venv.
 $(CHECKOV_VENV)/bin/checkov:
-	$(PYTHON) -m venv $(CHECKOV_VENV)
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
 checkov: $(CHECKOV_VENV)/bin/checkov
 
@@ -52,10 +58,11 @@ system-deps:
 	  else echo "install these Debian packages first: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	fi
 
-## run: the whole stack on the embedded defaults (emulator 8188/8189, API 8000, dispatcher, UI 8501). Ctrl-C stops it.
+## run: the whole stack on the embedded defaults (emulator 8188/8189, template sandbox 8190, API 8000, dispatcher, UI 8501). Ctrl-C stops it.
 run: $(RUN_STAMP)
 	@mkdir -p var
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile start
+	@$(PY) -m backend.devstack check
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile start
 
 ## test: lint, format and types first (`make lint`), then the full suite (SQLite and PostgreSQL, emulator,
 ## browser, AWS tools). CI runs exactly this.

@@ -1,7 +1,8 @@
 """Designers' bearer tokens: random, shown once, stored as SHA-256 (they are 256-bit random, so no salt
 or slow hash is needed to make them infeasible to reverse). `authenticate` is behind
 `api.deps.CurrentDesigner`, which guards every /api route; it also takes integrations' API keys
-(`api_keys.py`), which carry scopes and limits where a designer's token may do everything."""
+(`api_keys.py`), which carry scopes and limits where a designer's token may do everything, and the
+browsers' sign-in sessions (`sessions.py`), which act as the designer's own token until they end."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import time
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend import api_keys
+from backend import api_keys, sessions
 from backend.api_keys import KeyGrant, KeyLimits
 from backend.db import SessionMaker, read_session
 from backend.errors import Forbidden, Unauthorized
-from backend.models import Designer
+from backend.models import Designer, Role, utcnow
 
 TOKEN_BYTES = 32
 CACHE_TTL_S = 30.0  # a revoked token's entry lives at most this long where the revocation's notice is lost
@@ -40,9 +41,10 @@ class TokenCache:
     checked against the database on each request (`api_keys.consume`), so its entry never outlives it.
     `key_limits` are the deployment's limits of API keys (Settings)."""
 
-    def __init__(self, key_limits: KeyLimits | None = None) -> None:
+    def __init__(self, key_limits: KeyLimits | None = None, session_idle_s: float = 8 * 3600) -> None:
         self._entries: dict[str, tuple[Principal, float]] = {}
         self.key_limits = key_limits or KeyLimits(rate_per_minute=60, renders_per_day=500)
+        self.session_idle_s = session_idle_s
 
     def get(self, token_hash: str) -> Principal | None:
         entry = self._entries.get(token_hash)
@@ -56,16 +58,26 @@ class TokenCache:
         for token_hash in stale:
             self._entries.pop(token_hash, None)
 
-    def put(self, token_hash: str, principal: Principal) -> None:
+    def put(self, token_hash: str, principal: Principal, ttl_s: float = CACHE_TTL_S) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[token_hash] = (principal, time.monotonic() + CACHE_TTL_S)
+        self._entries[token_hash] = (principal, time.monotonic() + min(ttl_s, CACHE_TTL_S))
 
 
 class Principal:
-    """Who is calling: a designer, with their own token (every scope) or with one of their API keys."""
+    """Who is calling: a designer, with their own token or a sign-in session (every scope) or with one of
+    their API keys. `quotas`: the limits an admin set for the designer (None: the deployment's)."""
 
-    __slots__ = ("id", "key", "name", "scopes")
+    __slots__ = (
+        "id",
+        "key",
+        "max_active_jobs",
+        "max_uploads_per_hour",
+        "name",
+        "role",
+        "scopes",
+        "session_id",
+    )
 
     def __init__(
         self,
@@ -73,11 +85,35 @@ class Principal:
         name: str,
         scopes: frozenset[str] = DESIGNER_SCOPES,
         key: KeyGrant | None = None,
+        role: Role = Role.designer,
+        session_id: str | None = None,
+        quotas: tuple[int | None, int | None] = (None, None),
     ) -> None:
         self.id = designer_id
         self.name = name
         self.scopes = scopes
         self.key = key
+        self.role = role
+        self.session_id = session_id
+        self.max_active_jobs, self.max_uploads_per_hour = quotas
+
+    @classmethod
+    def of(cls, designer: Designer, session_id: str | None = None) -> Principal:
+        """The designer acting with their own token or a sign-in session."""
+        quotas = (designer.max_active_jobs, designer.max_uploads_per_hour)
+        return cls(designer.id, designer.name, role=Role(designer.role), session_id=session_id, quotas=quotas)
+
+    def require_role(self, role: Role) -> None:
+        """403 unless the designer's own token carries `role` or above (an API key acts as a designer)."""
+        if self.key is None and self.role.at_least(role):
+            return
+        raise Forbidden(
+            f"This needs the {role.value} role; an API key acts as a designer."
+            if self.key is not None
+            else f"This needs the {role.value} role.",
+            code="forbidden_role",
+            details=[{"field": "role", "message": f"requires {role.value}"}],
+        )
 
     def require(self, scope: str) -> None:
         # "render" includes "read": a key that may start renders may follow them.
@@ -127,14 +163,21 @@ async def authenticate(
 
 
 async def _look_up(cache: TokenCache, sessionmaker: SessionMaker, token: str, token_hash: str) -> Principal:
-    principal = await (_key_principal if api_keys.is_api_key(token) else _designer_principal)(
-        sessionmaker, token
-    )
+    ttl_s = CACHE_TTL_S
+    if sessions.is_session_token(token):
+        grant = await sessions.lookup(sessionmaker, token, cache.session_idle_s)
+        principal = None if grant is None else Principal.of(grant.designer, session_id=grant.session_id)
+        if grant is not None:  # the cache never outlives the session
+            ttl_s = (grant.expires_at - utcnow()).total_seconds()
+    elif api_keys.is_api_key(token):
+        principal = await _key_principal(sessionmaker, token)
+    else:
+        principal = await _designer_principal(sessionmaker, token)
     if principal is None:
         raise Unauthorized(
             "This token is not valid (wrong, revoked or expired).", headers={"WWW-Authenticate": "Bearer"}
         )
-    cache.put(token_hash, principal)
+    cache.put(token_hash, principal, ttl_s)
     return principal
 
 
@@ -151,4 +194,4 @@ async def _designer_principal(sessionmaker: SessionMaker, token: str) -> Princip
     session = await read_session(sessionmaker)
     async with session:
         designer = await lookup(session, token)
-    return Principal(designer.id, designer.name) if designer is not None else None
+    return None if designer is None else Principal.of(designer)

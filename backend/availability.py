@@ -5,6 +5,10 @@ instance that serves that kind. A style is unavailable for a kind only when ever
 kind was looked at and each lacks a file the render needs: an unreachable instance is unknown, never a
 reason to refuse a job (the queued job's notice says that its server is down instead). With
 DISPATCH_ROUTING=sagemaker_only no ComfyUI renders anything, so nothing is judged.
+
+A custom template's queued job is judged by its lane's needs (`backend.lanes`): when every server that
+could run it was looked at and each lacks a node class or a model file, its notice is `cannot_run`,
+naming what is missing where (the dispatchers never claim it meanwhile).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from backend.config import Settings
 from backend.errors import Conflict
 from backend.instances import InstanceMonitor, InstanceState, Snapshot
+from backend.lanes import BUILTIN_LANES, Inventory, LaneNeedsCache, Needs, missing, read_inventory
 from backend.schemas import JobOut, Notice, StyleAvailability
 from contract.styles import Manifest, Style
 
@@ -92,6 +97,40 @@ def waiting_notice(snapshot: Snapshot | None, kind: str) -> Notice | None:
     )
 
 
+def _inventories(snapshot: Snapshot | None, settings: Settings) -> list[Inventory | None]:
+    """Every server that could run a template job (None: the SageMaker endpoint without an inventory)."""
+    found: list[Inventory | None] = []
+    if settings.dispatch_routing != "sagemaker_only" and snapshot is not None:
+        found += [Inventory.of_state(state) for state in snapshot.states]
+    if settings.dispatch_routing != "comfy_only" and settings.sagemaker_endpoint_name:
+        found.append(read_inventory(settings.sagemaker_inventory, settings.sagemaker_endpoint_name))
+    return found
+
+
+def cannot_run_notice(snapshot: Snapshot | None, settings: Settings, needs: Needs) -> Notice | None:
+    """`cannot_run` when every server was looked at and none has all the job's needs; None while one
+    covers them or one cannot be judged (unreachable, a folder not listed)."""
+    inventories = _inventories(snapshot, settings)
+    gaps: list[tuple[str, list[str]]] = []
+    for inventory in inventories:
+        if inventory is None:
+            gaps.append((settings.sagemaker_endpoint_name, ["its recorded inventory (SAGEMAKER_INVENTORY)"]))
+            continue
+        lacks = missing(needs, inventory)
+        if not lacks:  # covers it ([]) or cannot be judged (None)
+            return None
+        gaps.append((inventory.name, lacks))
+    if not gaps:
+        return None
+    sentences = "; ".join(f"{', '.join(lacks)} missing on {name}" for name, lacks in gaps)
+    return Notice(
+        code="cannot_run",
+        message=f"No server can run this template now: {sentences}.",
+        servers=[name for name, _ in gaps],
+        missing=[f"{item} on {name}" for name, lacks in gaps for item in lacks],
+    )
+
+
 def instance_report(state: InstanceState, settings: Settings, manifest: Manifest) -> dict[str, Any]:
     """`/readyz` for one instance: reachable, and the manifest's files it lacks, per models folder.
 
@@ -120,6 +159,7 @@ class Availability:
     monitor: InstanceMonitor
     settings: Settings
     manifest: Manifest
+    lanes: LaneNeedsCache | None = None
 
     async def styles(self) -> dict[str, dict[str, StyleAvailability]]:
         """style id -> kind -> its availability."""
@@ -143,10 +183,24 @@ class Availability:
     def notice(self, kind: str) -> Notice | None:
         return waiting_notice(self.monitor.cached(), kind)
 
+    async def lane_notice(self, lane: str) -> Notice | None:
+        """Why a queued job of `lane` waits: its servers are down (a built-in), or none can run it."""
+        if lane in BUILTIN_LANES or self.lanes is None:
+            return self.notice(lane)
+        needs = await self.lanes.get(lane)
+        return None if needs is None else cannot_run_notice(self.monitor.cached(), self.settings, needs)
+
     def annotate(self, job: JobOut) -> JobOut:
-        """The job with its waiting notice, if it is queued behind a server that is down."""
-        if job.status == "queued":
+        """The job with its waiting notice, if it is queued behind a server that is down or that no
+        server can run (a template lane's needs known here; an unknown one is read for the next look)."""
+        if job.status != "queued":
+            return job
+        lane = job.lane or job.kind
+        if lane in BUILTIN_LANES or self.lanes is None:
             job.notice = self.notice(job.kind)
+            return job
+        needs = self.lanes.cached(lane)
+        job.notice = None if needs is None else cannot_run_notice(self.monitor.cached(), self.settings, needs)
         return job
 
     async def report(self) -> dict[str, dict[str, Any]]:

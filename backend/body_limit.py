@@ -21,6 +21,11 @@ from backend.errors import error_body
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and a file name, with a wide margin
 UPLOAD_ROUTES = frozenset({("POST", "/api/uploads")})
+# A template declaration carries a whole ComfyUI graph (up to MAX_GRAPH_BYTES, judged by validation with
+# a field path) plus its inputs: its routes take that much, and no more.
+TEMPLATE_BODY_MAX_BYTES = 2 * 1024 * 1024 + 256 * 1024  # contract.templates.MAX_GRAPH_BYTES + inputs
+TEMPLATE_PREFIX = "/api/templates"
+MODEL_UPLOAD_ROUTES = frozenset({("POST", "/api/models/upload")})  # a raw body, streamed to the bucket
 
 
 class Cap(NamedTuple):
@@ -35,9 +40,16 @@ def route_limits(settings: Settings) -> Callable[[Scope], Cap]:
     """The cap of a request's body, by its route class."""
     upload = Cap(settings.upload_max_bytes + MULTIPART_OVERHEAD_BYTES, "upload_too_large")
     json_body = Cap(settings.request_body_max_bytes, "too_large")
+    template = Cap(max(TEMPLATE_BODY_MAX_BYTES, settings.request_body_max_bytes), "too_large")
+    model = Cap(settings.model_upload_max_bytes, "model_too_large")
 
     def limit(scope: Scope) -> Cap:
-        return upload if (scope["method"], scope["path"]) in UPLOAD_ROUTES else json_body
+        route = (scope["method"], scope["path"])
+        if route in MODEL_UPLOAD_ROUTES:
+            return model
+        if route in UPLOAD_ROUTES:
+            return upload
+        return template if str(scope["path"]).startswith(TEMPLATE_PREFIX) else json_body
 
     return limit
 

@@ -30,14 +30,14 @@ def _is_pg(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-async def has_claimable(session: AsyncSession, kinds: Sequence[str]) -> bool:
+async def has_claimable(session: AsyncSession, lanes: Sequence[str]) -> bool:
     """A cheap read before a claim's write transaction (idle dispatchers poll this)."""
     now = utcnow()
     found = await session.scalar(
         select(Job.id)
         .where(
             Job.status == JobStatus.queued,
-            Job.kind.in_(list(kinds)),
+            Job.lane.in_(list(lanes)),
             or_(Job.not_before.is_(None), Job.not_before <= now),
         )
         .limit(1)
@@ -62,7 +62,7 @@ async def claim_next(
     session: AsyncSession,
     *,
     worker_id: str,
-    kinds: Sequence[str],
+    lanes: Sequence[str],
     executor: str,
     instance: str | None,
     preferred_lora: str | None = None,
@@ -75,7 +75,7 @@ async def claim_next(
     is read and picked from as before.
     """
     now = utcnow()
-    params = _claim_params(kinds, now, worker_id, executor, instance)
+    params = _claim_params(lanes, now, worker_id, executor, instance)
     if preferred_lora is not None:
         params |= {"claim_lora": preferred_lora, "claim_cutoff": now - timedelta(seconds=AFFINITY_MAX_WAIT_S)}
     is_pg = _is_pg(session)
@@ -93,11 +93,11 @@ async def claim_next(
 
 
 def _claim_params(
-    kinds: Sequence[str], now: datetime, worker_id: str, executor: str, instance: str | None
+    lanes: Sequence[str], now: datetime, worker_id: str, executor: str, instance: str | None
 ) -> dict[str, Any]:
     """The bind parameters every claim statement shares."""
     return {
-        "claim_kinds": list(kinds),
+        "claim_lanes": list(lanes),
         "claim_now": now,
         "claim_worker": worker_id,
         "claim_executor": executor,
@@ -142,7 +142,7 @@ async def claim_batch(
     session: AsyncSession,
     *,
     worker_id: str,
-    kinds: Sequence[str],
+    lanes: Sequence[str],
     executor: str,
     instance: str | None,
     limit: int,
@@ -159,14 +159,14 @@ async def claim_batch(
         job = await claim_next(
             session,
             worker_id=worker_id,
-            kinds=kinds,
+            lanes=lanes,
             executor=executor,
             instance=instance,
             preferred_lora=preferred_lora,
         )
         return [] if job is None else [job]
     now = utcnow()
-    params = _claim_params(kinds, now, worker_id, executor, instance)
+    params = _claim_params(lanes, now, worker_id, executor, instance)
     is_pg = _is_pg(session)
     if preferred_lora is None:
         params["claim_limit"] = limit
@@ -192,14 +192,14 @@ async def claim_batch(
     return jobs
 
 
-def _candidates(is_pg: bool, kinds: Any, now: Any, limit: int) -> Select[str, str, datetime]:
+def _candidates(is_pg: bool, lanes: Any, now: Any, limit: int) -> Select[str, str, datetime]:
     """The first `limit` claimable jobs in claim order (`ix_jobs_claim`), locked on PostgreSQL."""
     queued = aliased(Job, name="candidate")  # not correlated with the UPDATE around the head's subquery
     query = (
         select(queued.id, queued.lora_name, queued.created_at)
         .where(
             queued.status == JobStatus.queued,
-            queued.kind.in_(kinds),
+            queued.lane.in_(lanes),
             or_(queued.not_before.is_(None), queued.not_before <= now),
         )
         .order_by(queued.priority.desc(), queued.created_at, queued.id)
@@ -265,9 +265,9 @@ def _claim_by_id_statement(is_pg: bool) -> Any:
 
 @functools.cache
 def _window_statement(is_pg: bool, limit: int) -> Any:
-    """`_candidates` with bind parameters (`claim_kinds`, `claim_now`), built once per size."""
+    """`_candidates` with bind parameters (`claim_lanes`, `claim_now`), built once per size."""
     now = bindparam("claim_now", type_=UTCDateTime())
-    return _candidates(is_pg, bindparam("claim_kinds", expanding=True), now, limit)
+    return _candidates(is_pg, bindparam("claim_lanes", expanding=True), now, limit)
 
 
 @functools.cache
@@ -288,16 +288,16 @@ def _claim_head_many_statement(is_pg: bool) -> Any:
     return _claim(is_pg, Job.id.in_(ids))
 
 
-async def count_claimable(session: AsyncSession, kinds: Sequence[str]) -> dict[str, int]:
-    """Queued jobs that could be claimed now, per kind (the overflow routing's backlog)."""
+async def count_claimable(session: AsyncSession, lanes: Sequence[str]) -> dict[str, int]:
+    """Queued jobs that could be claimed now, per lane (the overflow routing's backlog)."""
     now = utcnow()
     rows = await session.execute(
-        select(Job.kind, func.count())
+        select(Job.lane, func.count())
         .where(
             Job.status == JobStatus.queued,
-            Job.kind.in_(list(kinds)),
+            Job.lane.in_(list(lanes)),
             or_(Job.not_before.is_(None), Job.not_before <= now),
         )
-        .group_by(Job.kind)
+        .group_by(Job.lane)
     )
-    return {str(kind): int(n) for kind, n in rows.all()}
+    return {str(lane): int(n) for lane, n in rows.all()}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
     sqlite_busy_timeout_ms: int = Field(5000, ge=0, description="how long SQLite waits for a lock")
+    database_password_secret_arn: str = Field(
+        "", description="Secrets Manager secret with DATABASE_URL's password (read at start-up)"
+    )
+    database_password_ssm_parameter: str = Field(
+        "", description="or an SSM SecureString with that password (read at start-up)"
+    )
 
     # --- ComfyUI ----------------------------------------------------------------------------------
     comfy_ui_address: str = Field(
@@ -67,6 +74,30 @@ class Settings(BaseSettings):
     style_manifest: Path | None = Field(None, description="style manifest; default loras/styles.toml")
     models_marker: Path | None = Field(
         None, description="model sync marker file checked by /readyz (unset: no check)"
+    )
+    template_dry_run_address: str = Field(
+        "",
+        description="host:port of the sandbox emulator templates are dry-run on ('' = no dry run, a warning)",
+    )
+    models_manifest: Path | None = Field(
+        None, description="base models manifest; default mlserver/models.toml"
+    )
+    models_bucket: str = Field(
+        "", description="bucket of models/ and loras/ where added models go ('' = adding models is off)"
+    )
+    models_added_prefix: str = Field("models/added/", description="key prefix of uploaded models")
+    rembg_model_path: Path = Field(
+        Path("var/models/rembg/u2net.onnx"),
+        description=(
+            "the background-removal model of product uploads (u2net ONNX), synced from the models bucket "
+            "(model_sync --folder rembg); absent: product photos are refused with 503, nothing downloaded"
+        ),
+    )
+    cutout_threads: int = Field(
+        2, ge=1, le=64, description="CPU threads one background removal may use (onnxruntime intra-op)"
+    )
+    model_upload_max_bytes: int = Field(
+        16 * 1024**3, ge=1024, description="largest model a lead may add (upload or S3 object)"
     )
 
     # --- dispatcher -------------------------------------------------------------------------------
@@ -111,6 +142,13 @@ class Settings(BaseSettings):
         4, ge=0, description="queued jobs beyond the ComfyUI slots before overflowing to SageMaker"
     )
     sagemaker_poll_s: float = Field(15.0, gt=0, description="S3 check of each job's result (SQS fallback)")
+    sagemaker_inventory: Path | None = Field(
+        None,
+        description=(
+            "JSON inventory of the endpoint's container, recorded at deploy ({nodes, models}): the template "
+            "lanes it covers (unset: only the built-ins)"
+        ),
+    )
 
     # --- storage ----------------------------------------------------------------------------------
     storage_backend: Literal["local", "s3"] = "local"
@@ -124,6 +162,9 @@ class Settings(BaseSettings):
     # --- designers and limits ---------------------------------------------------------------------
     demo_designer_name: str = "demo"
     demo_designer_token: str = Field("studio-demo-token", description="empty: no demo designer")
+    demo_designer_role: Literal["designer", "lead", "admin"] = Field(
+        "lead", description="the demo designer's role (lead: may publish templates)"
+    )
     max_active_jobs_per_designer: int = Field(20, ge=1)
     max_uploads_per_hour: int = Field(120, ge=1)
     upload_max_bytes: int = Field(15 * 1024 * 1024, ge=1024)
@@ -146,6 +187,40 @@ class Settings(BaseSettings):
     api_key_renders_per_day: int = Field(
         500, ge=1, description="render requests a UTC day per API key (a key may set less)"
     )
+    # --- accounts: sessions, passwords, identity provider ---------------------------------------------
+    session_idle_s: int = Field(
+        8 * 3600, ge=60, le=7 * 86400, description="a browser session ends this long after its last request"
+    )
+    session_max_s: int = Field(
+        24 * 3600, ge=60, le=30 * 86400, description="a browser session ends this long after sign-in anyway"
+    )
+    password_min_length: int = Field(12, ge=8, le=128, description="shortest password a designer may set")
+    sign_in_max_failures: int = Field(
+        5, ge=1, le=100, description="failed password sign-ins of one email before it is locked"
+    )
+    sign_in_lockout_s: float = Field(
+        30.0, gt=0, description="the first lockout; each further failure doubles it (SIGN_IN_LOCKOUT_MAX_S)"
+    )
+    sign_in_lockout_max_s: float = Field(900.0, gt=0, description="cap of the lockout's back-off")
+    password_reset_ttl_s: int = Field(
+        86400, ge=60, le=14 * 86400, description="life of an invitation or password-reset link"
+    )
+    studio_url: str = Field(
+        "http://localhost:8501", description="the studio's address, for the links an admin hands out"
+    )
+    oidc_issuer: str = Field(
+        "", description="OpenID Connect issuer (its /.well-known/openid-configuration); '' = no OIDC sign-in"
+    )
+    oidc_client_id: str = Field(
+        "", description="the studio's client id at the issuer: the ID token's audience"
+    )
+    oidc_allowed_domains: str = Field(
+        "", description="comma-separated email domains whose verified users get an account on first sign-in"
+    )
+    oidc_default_role: Literal["designer", "lead", "admin"] = Field(
+        "designer", description="role of an account made on first sign-in"
+    )
+    oidc_jwks_ttl_s: float = Field(3600.0, gt=0, description="how long the issuer's keys are trusted cached")
     # --- drop-in text2image and waiting for results ---------------------------------------------------
     dropin_prefix: str = Field("/dev", description="path prefix of the drop-in `POST {prefix}/text2image`")
     dropin_wait_s: float = Field(
@@ -209,6 +284,14 @@ class Settings(BaseSettings):
         v = v.strip("/")
         return f"{v}/" if v else ""
 
+    @field_validator("models_added_prefix")
+    @classmethod
+    def _models_prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        if not v.startswith("models"):
+            raise ValueError("MODELS_ADDED_PREFIX must be under models/ (what the ML hosts may read)")
+        return f"{v}/"
+
     @field_validator("sagemaker_jobs_prefix", "sagemaker_output_prefix", "sagemaker_failure_prefix")
     @classmethod
     def _sagemaker_prefix(cls, v: str) -> str:
@@ -241,6 +324,20 @@ class Settings(BaseSettings):
         # A lease that ends while its attempt is still waiting would let a second sender send it too.
         if self.webhook_lease_s <= self.webhook_timeout_s:
             raise ValueError("WEBHOOK_LEASE_S must be longer than WEBHOOK_TIMEOUT_S")
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer:
+            if not self.oidc_client_id:
+                raise ValueError("OIDC_CLIENT_ID must be set with OIDC_ISSUER (the ID tokens' audience)")
+            host = urlsplit(self.oidc_issuer).hostname or ""
+            if not self.oidc_issuer.startswith("https://") and host not in ("127.0.0.1", "localhost", "::1"):
+                raise ValueError(
+                    "OIDC_ISSUER must be an https:// URL (plain http on loopback only, for tests)"
+                )
+        if self.session_idle_s > self.session_max_s:
+            raise ValueError("SESSION_IDLE_S must not be longer than SESSION_MAX_S")
         return self
 
     @property
@@ -284,4 +381,7 @@ def parse_comfy_address(value: str, text_port: int, sketch_port: int) -> list[Co
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, with the secrets they reference read (`secret_sources`)."""
+    from backend.secret_sources import resolve_secrets  # it types its argument with Settings
+
+    return resolve_secrets(Settings())

@@ -7,9 +7,14 @@ request, submit, follow, store and finish it, and reconcile an adopted job with 
 id before anything else, all through the `JobGateway` (`backend/job_context.py`) this module gives
 them. This module only decides what runs where, and keeps the holds alive.
 
+Lanes (`backend.lanes`): an executor claims the jobs of its configured kinds (`text`, `sketch`) and of
+every template lane its server covers (node classes and model files), judged again every LANES_REFRESH_S
+and as soon as a job of a lane not judged yet is queued; a job whose needs no executor covers is never
+claimed (the API's notice says why).
+
 Routing (DISPATCH_ROUTING): `comfy_first` fills the ComfyUI instances first and gives the SageMaker
-executor a job of a kind only when every ComfyUI instance for that kind is full or unavailable and more
-than SAGEMAKER_OVERFLOW_BACKLOG jobs of it are claimable (a kind no instance serves goes to SageMaker
+executor a job of a lane only when every ComfyUI instance for that lane is full or unavailable and more
+than SAGEMAKER_OVERFLOW_BACKLOG jobs of it are claimable (a lane no instance serves goes to SageMaker
 at once); `comfy_only` and `sagemaker_only` use one tier. One claim (one transaction) fills all the
 free slots of an executor (`claims.claim_batch`); a slot is reserved synchronously when a job task
 is spawned, so a pass never claims more jobs than an executor has slots.
@@ -35,13 +40,14 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend import claims, job_queries, job_queue, notify
+from backend import claims, job_queries, job_queue, notify, previews
 from backend.config import Settings, get_settings
 from backend.db import SessionMaker, is_connection_error, make_engine, make_sessionmaker, read_session
 from backend.executors.base import Executor
 from backend.executors.comfy import ComfyExecutor
 from backend.executors.sagemaker import SageMakerExecutor
 from backend.job_context import JobGateway
+from backend.lanes import DispatchLanes
 from backend.logs import configure_logging
 from backend.models import Job
 from backend.notify import Notifier
@@ -106,6 +112,8 @@ class Dispatcher:
         self._woken = asyncio.Event()  # a job was queued (backend.notify) or a slot freed: look now
         self._tasks: set[asyncio.Task[None]] = set()
         self._reserved: dict[int, set[str]] = {}  # executor id → jobs spawned, not yet in its `active`
+        self.lanes = DispatchLanes(settings, sessionmaker, self.executors)
+        self._lanes_stale = False  # a job of a lane not judged yet was queued
 
     # --- public ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -117,6 +125,7 @@ class Dispatcher:
             raise NoExecutor("no executor configured: set COMFY_UI_ADDRESS or SAGEMAKER_ENDPOINT_NAME")
         for ex in self.executors:
             await ex.start()
+        self.lanes = DispatchLanes(self.settings, self.sessionmaker, self.executors)
         notifier = self._notifier()
         if notifier is not None:
             notifier.add_listener(notify.JOBS, self.on_job_queued)
@@ -141,12 +150,16 @@ class Dispatcher:
                     await task
             for ex in self.executors:
                 await ex.close()
+            await self.lanes.close()
             if notifier is not None:
                 await notifier.close()
 
-    def on_job_queued(self, kind: str) -> None:
-        """`backend.notify` listener: a job of `kind` was queued."""
-        if any(kind in ex.serves for ex in self.executors):
+    def on_job_queued(self, lane: str) -> None:
+        """`backend.notify` listener: a job of `lane` was queued (one not judged yet: judge it first)."""
+        if any(lane in self.lanes.of(ex) for ex in self.executors):
+            self._woken.set()
+        elif not self.lanes.is_known(lane):
+            self._lanes_stale = True
             self._woken.set()
 
     def _start_webhooks(self) -> asyncio.Task[None] | None:
@@ -163,18 +176,22 @@ class Dispatcher:
 
     # --- the loop ----------------------------------------------------------------------------------
     async def _loop(self, until_idle: bool) -> None:
-        kinds = sorted({k for ex in self.executors for k in ex.serves})
         last_adopt = time.monotonic()
         db_delay = 0.0
         while not self.stopping.is_set():
             woken = self._woken.is_set()
             self._woken.clear()  # before looking: a job queued while we look wakes the next wait
             try:
-                claimed = await self._fill(kinds, look_first=not woken)
+                if self._lanes_stale or self.lanes.is_due():
+                    self._lanes_stale = False
+                    await self.lanes.refresh()
+                lanes = self.lanes.all()
+                claimed = await self._fill(lanes, look_first=not woken)
                 if time.monotonic() - last_adopt >= ADOPT_INTERVAL_S:
                     last_adopt = time.monotonic()
                     await self._adopt()
-                if until_idle and not claimed and not self._tasks and not await self._has_work(kinds):
+                    await previews.sweep(self.sessionmaker)  # those of jobs whose follower died
+                if until_idle and not claimed and not self._tasks and not await self._has_work(lanes):
                     return
                 db_delay = 0.0
             except DBAPIError as exc:
@@ -198,10 +215,10 @@ class Dispatcher:
             for w in waits:
                 w.cancel()
 
-    async def _has_work(self, kinds: Sequence[str]) -> bool:
+    async def _has_work(self, lanes: Sequence[str]) -> bool:
         session = await read_session(self.sessionmaker)
         async with session:
-            return await claims.has_claimable(session, kinds)
+            return await claims.has_claimable(session, lanes)
 
     def _free(self, ex: Executor) -> int:
         return ex.free_slots() - len(self._reserved.get(id(ex), ()))
@@ -209,26 +226,28 @@ class Dispatcher:
     def _is_overflow(self, ex: Executor) -> bool:
         return ex.executor_type == SageMakerExecutor.executor_type
 
-    async def _fill(self, kinds: Sequence[str], *, look_first: bool = True) -> bool:
+    async def _fill(self, lanes: Sequence[str], *, look_first: bool = True) -> bool:
         """Fill every available executor's free slots, one claim (one transaction) per executor; True if
         any job was claimed. `look_first`: read whether anything is claimable before trying to claim (a
         poll, not a wake-up)."""
         ready = [ex for ex in self.executors if ex.is_available and self._free(ex) > 0]
-        if not ready or (look_first and not await self._has_work(kinds)):
+        if not ready or (look_first and not await self._has_work(lanes)):
             return False
         claimed = False
         # ComfyUI first (most free slots first), the overflow tier last.
         for ex in sorted(ready, key=lambda e: (self._is_overflow(e), -self._free(e))):
             free = self._free(ex)
-            ex_kinds, limit = (
-                await self._overflow_share(ex, free) if self._is_overflow(ex) else (sorted(ex.serves), free)
+            ex_lanes, limit = (
+                await self._overflow_share(ex, free)
+                if self._is_overflow(ex)
+                else (sorted(self.lanes.of(ex)), free)
             )
-            if limit <= 0 or not ex_kinds:
+            if limit <= 0 or not ex_lanes:
                 continue
             jobs = await self.ctx.transition(
                 claims.claim_batch,
                 worker_id=self.worker_id,
-                kinds=ex_kinds,
+                lanes=ex_lanes,
                 executor=ex.executor_type,
                 instance=ex.name,
                 limit=limit,
@@ -246,19 +265,20 @@ class Dispatcher:
         return claimed
 
     async def _overflow_share(self, ex: Executor, free: int) -> tuple[list[str], int]:
-        """The kinds the overflow executor may take now, and how many jobs (see the module docstring):
-        a kind no available ComfyUI instance serves goes there freely; otherwise only the backlog past
-        SAGEMAKER_OVERFLOW_BACKLOG, once every instance serving the kind is full."""
+        """The lanes the overflow executor may take now, and how many jobs (see the module docstring):
+        a lane no available ComfyUI instance serves goes there freely; otherwise only the backlog past
+        SAGEMAKER_OVERFLOW_BACKLOG, once every instance serving the lane is full."""
+        own = sorted(self.lanes.of(ex))
         if self.settings.dispatch_routing == "sagemaker_only":
-            return sorted(ex.serves), free
+            return own, free
         direct = [e for e in self.executors if not self._is_overflow(e)]
         backlog: dict[str, int] | None = None
-        kinds: list[str] = []
+        lanes: list[str] = []
         share = 0
-        for kind in sorted(ex.serves):
-            serving = [e for e in direct if kind in e.serves]
+        for lane in own:
+            serving = [e for e in direct if lane in self.lanes.of(e)]
             if not serving:
-                kinds.append(kind)
+                lanes.append(lane)
                 share = free
                 continue
             if any(e.is_available and self._free(e) > 0 for e in serving):
@@ -266,12 +286,12 @@ class Dispatcher:
             if backlog is None:
                 session = await read_session(self.sessionmaker)
                 async with session:
-                    backlog = await claims.count_claimable(session, sorted(ex.serves))
-            excess = backlog.get(kind, 0) - self.settings.sagemaker_overflow_backlog
+                    backlog = await claims.count_claimable(session, own)
+            excess = backlog.get(lane, 0) - self.settings.sagemaker_overflow_backlog
             if excess > 0:
-                kinds.append(kind)
+                lanes.append(lane)
                 share += excess
-        return kinds, min(free, share)
+        return lanes, min(free, share)
 
     def _spawn(self, ex: Executor, job: Job, *, resume: bool) -> None:
         """Start the job's task, its slot reserved until the executor counts the job itself."""

@@ -114,8 +114,12 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
     return {"error": {"code": code, "message": message, "details": details or []}}
 
 
+# The tags of a body that is one of several models (POST /api/jobs): not part of a field's path.
+UNION_TAGS = ("legacy_body", "template_body")
+
+
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", *UNION_TAGS)]
     return ".".join(parts) or "body"
 
 

@@ -1,7 +1,8 @@
 """What the API process knows of each ComfyUI server: reachable or not, and which model files it lists.
 
 One `InstanceMonitor` per API process probes every instance (`/system_stats`, then `/models/<folder>` for
-the folders a render loads from) and keeps the result for COMFY_MODELS_TTL_S. Requests read that snapshot:
+every folder `GET /models` names, and `/object_info`, fetched again only when the instance's ComfyUI version
+changes) and keeps the result for COMFY_MODELS_TTL_S. Requests read that snapshot:
 only the first one waits for a probe; a stale snapshot is still answered while a refresh runs behind it,
 so the request path never waits on a slow or unreachable server. `/readyz` asks for a fresh look.
 """
@@ -20,7 +21,8 @@ import httpx
 from backend.config import ComfyInstance
 
 PROBE_TIMEOUT_S = 2.0
-MODEL_FOLDERS = ("checkpoints", "controlnet", "loras")
+MODEL_FOLDERS = ("checkpoints", "controlnet", "loras")  # listed even where `GET /models` cannot answer
+OBJECT_INFO_TIMEOUT_S = 20.0  # a real server's document is a few MB
 
 
 def public_name(instance: ComfyInstance) -> str:
@@ -39,6 +41,12 @@ class InstanceState:
     error: str | None = None
     version: str | None = None
     models: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    object_info: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def node_classes(self) -> frozenset[str] | None:
+        """The node classes the instance can run; None when its `/object_info` could not be read."""
+        return None if self.object_info is None else frozenset(self.object_info)
 
     @property
     def name(self) -> str:
@@ -60,15 +68,57 @@ async def _list_folder(client: httpx.AsyncClient, base: str, folder: str) -> fro
     return frozenset(str(n) for n in names) if isinstance(names, list) else None
 
 
-async def probe(client: httpx.AsyncClient, instance: ComfyInstance) -> InstanceState:
+async def _folders(client: httpx.AsyncClient, base: str) -> list[str]:
+    """Every models folder the server knows (`GET /models`), the render's own first."""
+    try:
+        names = await _get_json(client, f"{base}/models")
+    except (httpx.HTTPError, ValueError):
+        names = []
+    extra = [str(n) for n in names if str(n) not in MODEL_FOLDERS] if isinstance(names, list) else []
+    return [*MODEL_FOLDERS, *sorted(extra)]
+
+
+class ObjectInfoCache:
+    """`/object_info` per instance, kept while its ComfyUI version stays the same (node packs change only
+    with a restart, which a deployment pairs with a version or a new probe after `forget`)."""
+
+    def __init__(self) -> None:
+        self._docs: dict[str, tuple[str | None, Mapping[str, Any]]] = {}
+
+    async def get(
+        self, client: httpx.AsyncClient, instance: ComfyInstance, version: str | None
+    ) -> Mapping[str, Any] | None:
+        cached = self._docs.get(instance.url)
+        if cached is not None and cached[0] == version and version is not None:
+            return cached[1]
+        try:
+            r = await client.get(f"{instance.url}/object_info", timeout=OBJECT_INFO_TIMEOUT_S)
+            r.raise_for_status()
+            doc = r.json()
+        except (httpx.HTTPError, ValueError):
+            return cached[1] if cached is not None else None
+        if not isinstance(doc, dict):
+            return None
+        self._docs[instance.url] = (version, doc)
+        return doc
+
+    def forget(self, instance: ComfyInstance) -> None:
+        self._docs.pop(instance.url, None)
+
+
+async def probe(
+    client: httpx.AsyncClient, instance: ComfyInstance, object_infos: ObjectInfoCache | None = None
+) -> InstanceState:
     try:
         stats = await _get_json(client, f"{instance.url}/system_stats")
     except (httpx.HTTPError, ValueError) as exc:
         return InstanceState(instance, reachable=False, error=type(exc).__name__)
     version = stats.get("system", {}).get("comfyui_version") if isinstance(stats, dict) else None
-    listings = await asyncio.gather(*(_list_folder(client, instance.url, f) for f in MODEL_FOLDERS))
-    models = {f: names for f, names in zip(MODEL_FOLDERS, listings, strict=True) if names is not None}
-    return InstanceState(instance, reachable=True, version=version, models=models)
+    folders = await _folders(client, instance.url)
+    listings = await asyncio.gather(*(_list_folder(client, instance.url, f) for f in folders))
+    models = {f: names for f, names in zip(folders, listings, strict=True) if names is not None}
+    info = await object_infos.get(client, instance, version) if object_infos is not None else None
+    return InstanceState(instance, reachable=True, version=version, models=models, object_info=info)
 
 
 @dataclass(frozen=True)
@@ -89,9 +139,10 @@ class InstanceMonitor:
         self.ttl_s = ttl_s
         self._snapshot: Snapshot | None = None if self.instances else Snapshot((), time.monotonic())
         self._task: asyncio.Task[Snapshot] | None = None
+        self.object_infos = ObjectInfoCache()
 
     async def _probe_all(self) -> Snapshot:
-        states = await asyncio.gather(*(probe(self.client, i) for i in self.instances))
+        states = await asyncio.gather(*(probe(self.client, i, self.object_infos) for i in self.instances))
         self._snapshot = Snapshot(tuple(states), time.monotonic())
         return self._snapshot
 

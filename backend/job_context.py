@@ -14,6 +14,7 @@ heartbeats, adoption, hand-overs).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,15 +26,20 @@ from backend import job_queue
 from backend.config import Settings
 from backend.db import SessionMaker, is_connection_error
 from backend.images import ImageRejected, check_render, save_thumbnail
-from backend.models import Image, Job, Upload, new_id
+from backend.models import Image, Job, TemplateVersion, Upload, new_id
 from backend.render_request import (
+    SKETCH_SUBFOLDER,
+    ImagePlacer,
+    InputImage,
     InvalidJob,
+    Outputs,
     RenderRequest,
-    Sketch,
-    SketchPlacer,
     extra_data,
     graph_for,
+    image_upload_ids,
     render_meta,
+    repoint,
+    subfolder_in,
 )
 from backend.storage import Storage, StorageError, content_key
 from contract.graphs import GraphError
@@ -50,8 +56,12 @@ TRANSITION_RETRY_S = 0.2
 
 @dataclass(frozen=True)
 class RenderOutput:
+    """One image a render saved: `node_id` is its SaveImage node (None: an adapter that does not say,
+    taken as a result)."""
+
     png: bytes
     index: int
+    node_id: str | None = None
 
 
 class JobGateway:
@@ -68,6 +78,7 @@ class JobGateway:
         self.storage = storage
         self.manifest = manifest
         self.worker_id = worker_id
+        self._specs: dict[str, dict[str, Any]] = {}  # template version id → its spec (immutable)
 
     # --- transactions -----------------------------------------------------------------------------
     async def transition(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -160,39 +171,81 @@ class JobGateway:
             job = await session.get(Job, job_id)
         return None if job is None else job.status
 
-    # --- the render request -----------------------------------------------------------------------
-    async def render_request(self, job: Job, place_sketch: SketchPlacer | None = None) -> RenderRequest:
-        """The job's request; a sketch is placed by `place_sketch` (default: sent inside the request,
-        under its content name). InvalidJob when the job cannot be rendered as stored."""
+    # --- the render request ---------------------------------------------------------------------
+    async def render_request(self, job: Job, place_image: ImagePlacer | None = None) -> RenderRequest:
+        """The job's request: its stored graph exactly (a job queued before templates: built as then),
+        with every image it loads placed by `place_image` (default: sent inside the request, under its
+        content name). InvalidJob when the job cannot be rendered as stored."""
         try:
-            sketch, path = None, None
-            if job.kind == "sketch":
-                sketch = await self._sketch(job)
-                path = await place_sketch(sketch) if place_sketch is not None else sketch.path
-            dark_lines = sketch.dark_lines if sketch is not None else True
-            graph = graph_for(job, self.settings, self.manifest, path, dark_lines)
+            spec = await self.spec(job)
+            uploads = await self._uploads(image_upload_ids(job, spec))
+            stored = copy.deepcopy(job.graph) if job.graph else None
+            images = tuple(
+                InputImage(
+                    f"{u.sha256}.png",
+                    data,
+                    u.dark_lines,
+                    SKETCH_SUBFOLDER if stored is None else subfolder_in(stored, f"{u.sha256}.png"),
+                )
+                for u, data in uploads
+            )
+            placed = {i.path: await place_image(i) if place_image is not None else i.path for i in images}
+            if stored is None:
+                if job.kind == "sketch" and not images:
+                    raise LookupError(f"sketch job {job.id} has no upload")
+                path, dark = (placed[images[0].path], images[0].dark_lines) if images else (None, True)
+                graph = graph_for(job, self.settings, self.manifest, path, dark)
+            else:
+                graph = stored
+                for old, new in placed.items():
+                    if old != new:
+                        logger.warning("job %s: %s stored as %s by ComfyUI", job.id, old, new)
+                        repoint(graph, old, new)
         except (GraphError, LookupError) as exc:
             raise InvalidJob(str(exc)) from exc
-        return RenderRequest(job.id, graph, extra_data(job), sketch)
+        return RenderRequest(job.id, graph, extra_data(job), images, Outputs.of_spec(spec))
 
-    async def _sketch(self, job: Job) -> Sketch:
-        if job.upload_id is None:
-            raise LookupError(f"sketch job {job.id} has no upload")
-        async with self.sessionmaker() as session:
-            upload = await session.get(Upload, job.upload_id)
-        if upload is None:
-            raise LookupError(f"upload {job.upload_id} is gone")
-        data = await self.storage.load(upload.storage_key)
-        return Sketch(f"{upload.sha256}.png", data, upload.dark_lines)
+    async def spec(self, job: Job) -> dict[str, Any] | None:
+        """The spec (graph, inputs, outputs) of the template version the job runs; None before 0006."""
+        version_id = job.template_version_id
+        if version_id is None:
+            return None
+        if version_id not in self._specs:
+            async with self.sessionmaker() as session:
+                version = await session.get(TemplateVersion, version_id)
+            if version is None:
+                raise LookupError(f"template version {version_id} is gone")
+            self._specs[version_id] = dict(version.spec)
+        return self._specs[version_id]
+
+    async def outputs(self, job: Job) -> Outputs:
+        """Which SaveImage nodes the job keeps (results, labelled passes)."""
+        try:
+            return Outputs.of_spec(await self.spec(job))
+        except LookupError:
+            return Outputs()
+
+    async def _uploads(self, upload_ids: list[str]) -> list[tuple[Upload, bytes]]:
+        found: list[tuple[Upload, bytes]] = []
+        for upload_id in upload_ids:
+            async with self.sessionmaker() as session:
+                upload = await session.get(Upload, upload_id)
+            if upload is None:
+                raise LookupError(f"upload {upload_id} is gone")
+            found.append((upload, await self.storage.load(upload.storage_key)))
+        return found
 
     # --- results ----------------------------------------------------------------------------------
     async def complete(self, job: Job, outputs: list[RenderOutput], render_s: float) -> bool:
-        """Store the renders, then mark the job succeeded; on a storage failure fail it, never half-done."""
-        if not outputs:
+        """Store the renders (the version's results) and its passes, then mark the job succeeded; on a
+        storage failure fail it, never half-done."""
+        kept = _kept(outputs, await self.outputs(job))
+        if not any(label is None for _, label in kept):
             await self.fail(job.id, "no_output", "ComfyUI finished without producing an image.")
             return False
+        outputs = [out for out, _ in kept]
         try:
-            images = await self._store_outputs(job, outputs, render_s)
+            images = await self._store_outputs(job, kept, render_s)
         except StorageError as exc:
             await self.fail(job.id, "storage_failed", f"The render could not be stored: {exc}")
             return False
@@ -217,13 +270,16 @@ class JobGateway:
                 logger.warning("storage write failed (attempt %d), retrying: %s", attempt, key)
                 await asyncio.sleep(STORE_RETRY_S * attempt)
 
-    async def _store_outputs(self, job: Job, outputs: list[RenderOutput], render_s: float) -> list[Image]:
-        """Check and save every render; the Image rows to add when the job finishes (thumbnails to come).
+    async def _store_outputs(
+        self, job: Job, kept: list[tuple[RenderOutput, str | None]], render_s: float
+    ) -> list[Image]:
+        """Check and save every image (a result, or a pass with its label); the Image rows to add when the
+        job finishes (thumbnails to come).
 
         Every file is written at once: on S3 a job's PUTs overlap instead of queuing one behind another."""
         meta = render_meta(job, self.settings, self.manifest)
 
-        async def store(out: RenderOutput) -> Image:
+        async def store(out: RenderOutput, label: str | None) -> Image:
             info = await asyncio.to_thread(check_render, out.png)
             key, digest = content_key("images", out.png, "png")
             await self._save_with_retry(key, out.png, "image/png")
@@ -242,9 +298,12 @@ class JobGateway:
                 seed=job.seed,
                 meta=meta,
                 render_s=render_s,
+                role="result" if label is None else "pass",
+                node_id=out.node_id,
+                label=label,
             )
 
-        return await _all(*(store(out) for out in outputs))
+        return await _all(*(store(out, label) for out, label in kept))
 
     async def _store_thumbnails(self, images: list[Image], outputs: list[RenderOutput]) -> None:
         """After the job succeeded: make and save the thumbnails, then mark them ready. A failure leaves
@@ -255,6 +314,20 @@ class JobGateway:
             await self.transition(job_queue.thumbnails_ready, [i.id for i in images])
         except Exception as exc:
             logger.warning("thumbnails of job %s left to the API: %s", images[0].job_id, exc)
+
+
+def _kept(outputs: list[RenderOutput], spec: Outputs) -> list[tuple[RenderOutput, str | None]]:
+    """The outputs the job keeps, with a pass's label (None: a result): the results first, then the
+    passes, each in the version's node order and batch order, numbered again from 0 (an image without a
+    node, from an adapter that does not say, is a result; other nodes' images are not kept)."""
+    order = {node_id: n for n, node_id in enumerate(spec.nodes)}
+    chosen = [o for o in outputs if o.node_id is None or o.node_id in order]
+    chosen.sort(key=lambda o: (o.node_id is not None and spec.label(o.node_id) is not None,
+                               order.get(o.node_id or "", -1), o.index))  # fmt: skip
+    return [
+        (RenderOutput(o.png, n, o.node_id), None if o.node_id is None else spec.label(o.node_id))
+        for n, o in enumerate(chosen)
+    ]
 
 
 async def _all(*aws: Awaitable[T]) -> list[T]:

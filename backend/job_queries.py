@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import Integer, Select, String, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from backend.models import Job, JobStatus, UTCDateTime
+from backend.models import Job, JobStatus, TemplateVersion, UTCDateTime
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
+# template_versions.id -> its number: a version never changes, so every process may keep what it read.
+_VERSION_NUMBERS: dict[str, int] = {}
 
 
 async def queue_position(session: AsyncSession | AsyncConnection, job: Job) -> int | None:
@@ -22,7 +24,7 @@ async def queue_position(session: AsyncSession | AsyncConnection, job: Job) -> i
     if job.status != JobStatus.queued:
         return None
     params = {
-        "pos_kind": job.kind,
+        "pos_kind": job.lane,
         "pos_priority": job.priority,
         "pos_created": job.created_at,
         "pos_id": job.id,
@@ -41,7 +43,7 @@ def position_statement() -> Select[int]:
         .select_from(Job)
         .where(
             Job.status == JobStatus.queued,
-            Job.kind == bindparam("pos_kind", type_=String()),
+            Job.lane == bindparam("pos_kind", type_=String()),
             or_(
                 Job.priority > priority,
                 and_(
@@ -70,3 +72,15 @@ async def cancel_flags(session: AsyncSession, job_ids: Sequence[str]) -> set[str
         select(Job.id).where(Job.id.in_(list(job_ids)), Job.cancel_requested.is_(True))
     )
     return set(rows)
+
+
+async def template_version_number(session: AsyncSession, version_id: str | None) -> int | None:
+    """The number of a template version (None for a job older than templates)."""
+    if version_id is None:
+        return None
+    number = _VERSION_NUMBERS.get(version_id)
+    if number is None:
+        number = await session.scalar(select(TemplateVersion.version).where(TemplateVersion.id == version_id))
+        if number is not None:
+            _VERSION_NUMBERS[version_id] = number
+    return number

@@ -104,7 +104,7 @@ async def enqueue_ranked(
         "ev_now": job.created_at,
         "ev_designer": job.designer_id,
         "ev_max": max_active,
-        "pos_kind": job.kind,
+        "pos_kind": job.lane,
         "pos_priority": job.priority,
         "pos_created": job.created_at,
         "pos_id": job.id,
@@ -112,7 +112,7 @@ async def enqueue_ranked(
     returned = await session.scalar(_queued_event_statement(max_active is not None, rank), params)
     if returned is None:
         return None
-    notify.job_event(session, job.id, queued_kind=job.kind)
+    notify.job_event(session, job.id, queued_kind=job.lane)
     return int(returned) + 1 if rank else 0
 
 
@@ -271,16 +271,19 @@ async def finish(session: AsyncSession, job_id: str, worker_id: str, images: Seq
         return None
     for image in images:
         session.add(image)
-    add_event(
-        session,
-        job_id,
-        "succeeded",
-        {
-            "status": "succeeded",
-            "images": [{"id": i.id, "width": i.width, "height": i.height} for i in images],
-        },
-    )
-    webhooks.record(session, job, images)
+    results = [i for i in images if i.role != "pass"]
+    data: dict[str, Any] = {
+        "status": "succeeded",
+        "images": [{"id": i.id, "width": i.width, "height": i.height} for i in results],
+    }
+    passes = [i for i in images if i.role == "pass"]
+    if passes:
+        data["passes"] = [
+            {"id": i.id, "width": i.width, "height": i.height, "node_id": i.node_id, "label": i.label}
+            for i in passes
+        ]
+    add_event(session, job_id, "succeeded", data)
+    webhooks.record(session, job, results)
     return job
 
 
@@ -329,7 +332,7 @@ async def release(
         not_before=now + timedelta(seconds=delay_s) if delay_s else None,
     )
     if job is not None:
-        add_event(session, job_id, "requeued", {"status": "queued", "reason": reason}, queued_kind=job.kind)
+        add_event(session, job_id, "requeued", {"status": "queued", "reason": reason}, queued_kind=job.lane)
     return job
 
 

@@ -71,8 +71,8 @@ async def render_metrics(sessionmaker: SessionMaker) -> bytes:
     for state in JobStatus:
         states.add_metric([state.value], float(by_state.get(state.value, 0)))
     queue = GaugeMetricFamily("studio_queue_depth", "Queued jobs by kind", labels=["kind"])
-    for kind in ("text", "sketch"):
-        queue.add_metric([kind], float(depth.get(kind, 0)))
+    for kind in sorted({"text", "sketch", *depth}):
+        queue.add_metric([str(kind)], float(depth.get(kind, 0)))
     comfy = CounterMetricFamily(
         "studio_comfyui_errors", "Jobs failed by ComfyUI, by error code", labels=["code"]
     )

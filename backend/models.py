@@ -1,4 +1,6 @@
-"""SQLAlchemy 2 tables: Designer, ApiKey, Upload, Job, JobEvent, Image, WebhookDelivery.
+"""SQLAlchemy 2 tables: Designer, ApiKey, Upload (and its UploadRole), Template, TemplateVersion, Job,
+JobEvent, Image, WebhookDelivery, ModelFile; the accounts' SignInSession, SignInThrottle, PasswordReset and
+AuditEvent.
 
 The schema only changes through Alembic (`backend/migrations/`). Only `job_queue.py` (and `claims.py`, for
 the claim) changes a job's status.
@@ -20,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -83,8 +86,36 @@ FINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.can
 
 
 class JobKind(enum.StrEnum):
+    """The built-in templates' names, which are also their lanes (a custom template's jobs carry its name)."""
+
     text = "text"
     sketch = "sketch"
+
+
+class Role(enum.StrEnum):
+    """What a designer account may do: a lead also publishes templates and adds models; an admin also
+    manages accounts."""
+
+    designer = "designer"
+    lead = "lead"
+    admin = "admin"
+
+    def at_least(self, other: Role) -> bool:
+        return ROLE_RANK[self] >= ROLE_RANK[other]
+
+
+ROLE_RANK = {Role.designer: 0, Role.lead: 1, Role.admin: 2}
+
+
+class UploadRole(enum.StrEnum):
+    """What an uploaded image is for: how it was checked and processed, and what a template input takes."""
+
+    sketch = "sketch"  # line art: greyscale, inverted for ControlNet when dark lines on light paper
+    product = "product"  # a product photo cut out of its background: RGBA, the alpha is the mask
+    style_photo = "style_photo"  # a photograph of a room in the wanted style (refused when it is a sketch)
+    composition = "composition"  # a layout reference image, RGB
+    photo = "photo"  # a room photo to redesign, RGB, EXIF orientation applied
+    mask = "mask"  # a region of a photo (white in): RGBA, alpha = 1 - mask; its coverage kept in `cutout`
 
 
 class Base(DeclarativeBase):
@@ -99,12 +130,26 @@ class Designer(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    role: Mapped[str] = mapped_column(String(16), default=Role.designer, server_default=Role.designer.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # sign-in (migration 0008): an email and password, or an identity provider's subject ("issuer sub")
+    email: Mapped[str | None] = mapped_column(String(254), unique=True, default=None, doc="lower case")
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None, doc="argon2id (pwdlib)")
+    oidc_subject: Mapped[str | None] = mapped_column(String(400), unique=True, default=None)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(default=None)
+    # quotas set by an admin (NULL: the deployment's MAX_ACTIVE_JOBS_PER_DESIGNER, MAX_UPLOADS_PER_HOUR)
+    max_active_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_uploads_per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Upload(Base):
+    """An image a designer uploaded, as stored (`storage_key`, content-named by `sha256`). Immutable: a
+    product's adjusted cut-out is a new upload `derived_from` the one whose photo and matte it reuses."""
+
     __tablename__ = "uploads"
-    __table_args__ = (UniqueConstraint("designer_id", "sha256"),)
+    __table_args__ = (
+        UniqueConstraint("designer_id", "role", "sha256", name="uq_uploads_designer_role_sha256"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     designer_id: Mapped[str] = mapped_column(ForeignKey("designers.id"), index=True)
@@ -116,6 +161,21 @@ class Upload(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     dark_lines: Mapped[bool] = mapped_column(Boolean, doc="dark lines on light paper (to be inverted)")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    role: Mapped[str] = mapped_column(
+        String(20), default=UploadRole.sketch, server_default=UploadRole.sketch.value, doc="an UploadRole"
+    )
+    source_key: Mapped[str | None] = mapped_column(
+        String(200), default=None, doc="product: the photo before the cut-out (RGB PNG)"
+    )
+    matte_key: Mapped[str | None] = mapped_column(
+        String(200), default=None, doc="product: the matte (the model's, or the PNG's own alpha), L PNG"
+    )
+    cutout: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, default=None, doc="product: method, threshold, erode_px, foreground (share of the frame)"
+    )
+    derived_from: Mapped[str | None] = mapped_column(
+        ForeignKey("uploads.id"), default=None, doc="an adjusted cut-out: the product upload it adjusts"
+    )
 
 
 class Job(Base):
@@ -123,7 +183,7 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("designer_id", "idempotency_key"),
         # queue_position counts the queued jobs of a kind ahead of one: covered, id included
-        Index("ix_jobs_queue", "status", "kind", "priority", "created_at", "id"),
+        Index("ix_jobs_queue", "status", "lane", "priority", "created_at", "id"),
         # claim_next's order (see migration 0002): the head of the queue without a sort
         Index("ix_jobs_claim", "status", desc("priority"), "created_at", "id"),
         Index("ix_jobs_designer_created", "designer_id", "created_at"),
@@ -132,7 +192,11 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     designer_id: Mapped[str] = mapped_column(ForeignKey("designers.id"))
-    kind: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(40), doc="the template's name (text, sketch, or a custom one)")
+    lane: Mapped[str] = mapped_column(String(40), doc="what a claim filters on (a built-in's: its name)")
+    template_version_id: Mapped[str | None] = mapped_column(
+        ForeignKey("template_versions.id"), default=None, doc="the version the job runs (NULL: before 0006)"
+    )
     status: Mapped[str] = mapped_column(String(12), default=JobStatus.queued)
     style: Mapped[str] = mapped_column(String(32))
     lora_name: Mapped[str] = mapped_column(String(200), default="", doc="LoRA file the job loads ('' = none)")
@@ -164,7 +228,9 @@ class Job(Base):
     progress_max: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
-    graph: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, doc="the graph sent to ComfyUI")
+    graph: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, default=None, doc="the filled graph, stored at creation: every attempt sends exactly it"
+    )
     webhook_url: Mapped[str | None] = mapped_column(
         Text, default=None, doc="where the job's end is POSTed (backend.webhooks)"
     )
@@ -172,6 +238,54 @@ class Job(Base):
     images: Mapped[list[Image]] = relationship(
         back_populates="job", order_by="Image.index", lazy="selectin", cascade="all, delete-orphan"
     )
+
+    def __init__(self, **values: Any) -> None:
+        # A job made without a lane is a built-in's, whose lane is its kind.
+        values.setdefault("lane", values.get("kind"))
+        super().__init__(**values)
+
+
+class Template(Base):
+    """A named render (a ComfyUI graph with declared inputs): its versions are immutable; `current_version`
+    is what designers run (NULL: a draft never published, seen by its owner only)."""
+
+    __tablename__ = "templates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    title: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("designers.id"), default=None)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
+    preview_image_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, doc="unpublished declaration")
+    draft_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TemplateVersion(Base):
+    """One published version: immutable. `spec` = graph + declared inputs + outputs; `needs` = node
+    classes and model files per folder; `lane` = where its jobs are claimed (backend.lanes)."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (
+        UniqueConstraint("template_id", "version", name="uq_template_versions_template_version"),
+        UniqueConstraint("template_id", "content_sha256", name="uq_template_versions_template_content"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    template_id: Mapped[str] = mapped_column(ForeignKey("templates.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    needs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    lane: Mapped[str] = mapped_column(String(40), index=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("designers.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobEvent(Base):
@@ -184,6 +298,21 @@ class JobEvent(Base):
     type: Mapped[str] = mapped_column(String(20))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobPreview(Base):
+    """The newest live preview of a running job: one row per job, overwritten at each relayed sampler
+    step, deleted when the job ends (`backend/previews.py`). Never a result: images are in `images`."""
+
+    __tablename__ = "job_previews"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer)
+    mime: Mapped[str] = mapped_column(String(20))
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Image(Base):
@@ -210,6 +339,11 @@ class Image(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, doc="everything needed to redo the render")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     render_s: Mapped[float] = mapped_column(Float, default=0.0)
+    role: Mapped[str] = mapped_column(
+        String(8), default="result", server_default="result", doc="result, or pass (an intermediate image)"
+    )
+    node_id: Mapped[str | None] = mapped_column(String(40), default=None, doc="the SaveImage node")
+    label: Mapped[str | None] = mapped_column(String(100), default=None, doc="a pass's label")
 
     job: Mapped[Job] = relationship(back_populates="images")
 
@@ -264,3 +398,92 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SignInSession(Base):
+    """A signed-in browser's backend session (`backend.sessions`): only the SHA-256 of its token is
+    stored. It lives `SESSION_IDLE_S` past its last use, never past `max_expires_at`."""
+
+    __tablename__ = "sign_in_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    designer_id: Mapped[str] = mapped_column(ForeignKey("designers.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    method: Mapped[str] = mapped_column(String(16), doc="password or oidc")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    max_expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_reason: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class SignInThrottle(Base):
+    """Failed password sign-ins per email (known or not: the same answer either way), by its SHA-256."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PasswordReset(Base):
+    """A one-time link an admin made (an invitation or a reset): only the SHA-256 of its token is stored."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    designer_id: Mapped[str] = mapped_column(ForeignKey("designers.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEvent(Base):
+    """One line of the audit log (`backend.audit`): append-only, which triggers enforce on both databases
+    (migration 0008). Actor and target are copied, not foreign keys: the log outlives what it names."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_action_created", "action", "created_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(10), default="success", doc="success or failure")
+    reason: Mapped[str] = mapped_column(String(100), default="")
+    actor_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    actor_name: Mapped[str] = mapped_column(String(100), default="")
+    target_type: Mapped[str] = mapped_column(String(40), default="")
+    target_id: Mapped[str] = mapped_column(String(100), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ModelFile(Base):
+    """A model file a lead added (by upload or S3 key), checked and pinned: the rows the bucket's added
+    manifest (`models/manifest.added.json`) is written from, which the ML hosts sync."""
+
+    __tablename__ = "model_files"
+    __table_args__ = (UniqueConstraint("folder", "file", name="uq_model_files_folder_file"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    folder: Mapped[str] = mapped_column(String(64))
+    file: Mapped[str] = mapped_column(String(200))
+    s3_key: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    licence: Mapped[str] = mapped_column(String(100))
+    format: Mapped[str] = mapped_column(String(16), doc="safetensors, or pickle (allowed by an admin)")
+    tensors: Mapped[int | None] = mapped_column(Integer, default=None, doc="safetensors: tensors in it")
+    added_by: Mapped[str | None] = mapped_column(ForeignKey("designers.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Projects and sharing have their own module; importing it here registers its tables on Base.metadata.
+from backend import project_models  # noqa: E402, F401

@@ -1,4 +1,5 @@
 """Wake-ups between processes: "a job was queued" (for dispatchers), "job X has a new event" (for streams),
+"job X has a new live preview" (for streams; the image is in `job_previews`, see backend/previews.py),
 "designer X was disabled or got a new token" (for the API workers' token caches).
 
 A notification is a hint that saves a poll's wait, never the only way news travels: dispatchers and
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 JOBS = "studio_jobs"  # payload: the job's kind ("text", "sketch")
 EVENTS = "studio_events"  # payload: the job's id
 DESIGNERS = "studio_designers"  # payload: the designer's id
+PREVIEWS = "studio_previews"  # payload: the job's id
 _PENDING = "studio_notify"  # Session.info key: the (channel, payload) pairs of the open transaction
 _RECONNECT_MAX_S = 5.0
 _DATAGRAM_MAX = 512
@@ -55,6 +57,11 @@ def job_event(session: AsyncSession | Session, job_id: str, *, queued_kind: str 
     pending.add((EVENTS, job_id))
     if queued_kind is not None:
         pending.add((JOBS, queued_kind))
+
+
+def job_preview(session: AsyncSession | Session, job_id: str) -> None:
+    """Mark: job `job_id` has a new live preview."""
+    _pending(session).add((PREVIEWS, job_id))
 
 
 def designer_changed(session: AsyncSession | Session, designer_id: str) -> None:
@@ -178,6 +185,7 @@ class Notifier:
                     await conn.execute(f"LISTEN {JOBS}")
                     await conn.execute(f"LISTEN {EVENTS}")
                     await conn.execute(f"LISTEN {DESIGNERS}")
+                    await conn.execute(f"LISTEN {PREVIEWS}")
                     self.connected.set()
                     delay = 0.1
                     async for note in conn.notifies():

@@ -19,7 +19,11 @@ from backend.schemas import STYLE_PATTERN, ErrorResponse
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 SECURITY_SCHEMES = {
-    "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a designer's token or an API key"},
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a designer's token, an API key, or a sign-in session's token",
+    },
     "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "an API key"},
 }
 SHARED = {
@@ -31,6 +35,8 @@ SHARED = {
     503: "the database is busy or unreachable (Retry-After)",
 }
 METHODS = frozenset({"get", "put", "post", "delete", "patch"})
+# How a browser gets a session: these take no credentials.
+PUBLIC_PATHS = frozenset({"/api/auth/sign-in", "/api/auth/oidc", "/api/auth/password"})
 
 
 def _shared_statuses(path: str, operation: dict[str, Any]) -> list[int]:
@@ -53,10 +59,14 @@ def _document_operation(path: str, operation: dict[str, Any]) -> None:
     for status in _shared_statuses(path, operation):
         responses.setdefault(str(status), {"description": SHARED[status]})
     for status, response in responses.items():
+        if int(status) >= 400 and response.get("content") and "application/json" not in response["content"]:
+            continue  # a page's own error (HTML), as the route declares it
         content = response.get("content", {}).get("application/json", {}).get("schema", {})
         if int(status) >= 400 and (not content or "HTTPValidationError" in content.get("$ref", "")):
             response["content"] = {"application/json": {"schema": ERROR_REF}}
-    if path.startswith("/api/"):
+    if path in PUBLIC_PATHS:
+        operation["security"] = []  # said outright: this route takes no credentials
+    elif path.startswith("/api/"):
         operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
 
 

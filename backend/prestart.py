@@ -1,4 +1,5 @@
-"""Before the API starts: migrate the database and create the demo designer (embedded default).
+"""Before the API starts: migrate the database, publish the built-in templates when they changed, and
+create the demo designer (embedded default; a lead unless DEMO_DESIGNER_ROLE says otherwise).
 
 `python -m backend.prestart` (systemd `ExecStartPre`, `make run`); `--wait` only waits until the schema
 is at head (for the dispatcher, which must not race the migration).
@@ -17,10 +18,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from backend.config import Settings, get_settings
-from backend.db import make_engine
+from backend.db import make_engine, make_sessionmaker
 from backend.logs import configure_logging
 from backend.migrate import alembic_config, upgrade
-from backend.users import ensure_designer
+from backend.models import Role
+from backend.template_builtins import publish_builtins
+from backend.users import ensure_designer, set_role
+from contract.styles import load_manifest
 
 logger = logging.getLogger(__name__)
 WAIT_TIMEOUT_S = 120.0
@@ -53,13 +57,22 @@ def wait_for_schema(settings: Settings, timeout_s: float = WAIT_TIMEOUT_S) -> No
         time.sleep(0.5)
 
 
+async def _publish_builtins(settings: Settings) -> None:
+    engine = make_engine(settings)
+    try:
+        await publish_builtins(make_sessionmaker(engine), settings, load_manifest(settings.style_manifest))
+    finally:
+        await engine.dispose()
+
+
 def prestart(settings: Settings) -> None:
     upgrade(settings)
+    asyncio.run(_publish_builtins(settings))
     if settings.demo_designer_token:
-        if asyncio.run(ensure_designer(settings, settings.demo_designer_name, settings.demo_designer_token)):
-            logger.info(
-                "demo designer %r ready (token from DEMO_DESIGNER_TOKEN)", settings.demo_designer_name
-            )
+        name = settings.demo_designer_name
+        if asyncio.run(ensure_designer(settings, name, settings.demo_designer_token)):
+            logger.info("demo designer %r ready (token from DEMO_DESIGNER_TOKEN)", name)
+        asyncio.run(set_role(settings, name, Role(settings.demo_designer_role)))
 
 
 def main(argv: list[str] | None = None) -> int:

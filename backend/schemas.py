@@ -13,9 +13,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
+
+from backend.models import UploadRole
 
 MAX_SEED = 2**53 - 1  # exact in JavaScript and JSON everywhere; well inside ComfyUI's 0..2**64-1
 Sampler = Literal[
@@ -192,9 +195,36 @@ class ImageOut(BaseModel):
 class Notice(BaseModel):
     """Why a queued job is not starting yet, for the designer."""
 
-    code: str = Field(description="server_down: every ComfyUI server of the job's kind is unreachable")
+    code: str = Field(
+        description=(
+            "server_down: every ComfyUI server of the job's kind is unreachable; cannot_run: no server has "
+            "every node class and model file the job's template needs (`missing` says which, where)"
+        )
+    )
     message: str
     servers: list[str] = Field(description="host:port of each server concerned")
+    missing: list[str] = Field(
+        default_factory=list, description="cannot_run: what each server lacks ('class X on host:port')"
+    )
+
+
+class TemplateRef(BaseModel):
+    """The template a job runs, and which version of it."""
+
+    name: str
+    version: int | None = Field(None, description="null: a job older than templates")
+
+
+class PassOut(BaseModel):
+    """An intermediate image of the job (a pass its template declares, labelled), not one of its renders."""
+
+    id: str
+    node_id: str | None
+    label: str | None
+    width: int
+    height: int
+    url: str
+    thumbnail_url: str
 
 
 class JobOut(BaseModel):
@@ -215,7 +245,18 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     events_url: str
-    notice: Notice | None = Field(None, description="set while a queued job waits on a server that is down")
+    notice: Notice | None = Field(
+        None, description="set while a queued job waits on a server that is down, or that no server can run"
+    )
+    template: TemplateRef | None = Field(None, description="the template and version the job runs")
+    passes: list[PassOut] = Field(default_factory=list, description="intermediate images (role pass)")
+    favourite: bool | None = Field(None, description="marked as a favourite (set in lists: GET /api/jobs)")
+    projects: list[str] | None = Field(None, description="ids of the projects it is filed in (set in lists)")
+    _lane: str | None = PrivateAttr(None)  # what the job is claimed by (its notice is judged by it)
+
+    @property
+    def lane(self) -> str | None:
+        return self._lane
 
 
 class JobPage(BaseModel):
@@ -223,15 +264,51 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(None, description="pass as ?cursor= for the next (older) page")
 
 
+class CutoutOut(BaseModel):
+    """How a product upload was cut out of its photo."""
+
+    method: Literal["model", "alpha"] = Field(
+        description="model: the background-removal network's matte; alpha: the PNG's own transparency"
+    )
+    threshold: int | None = Field(
+        description="matte values below it transparent, the rest opaque (null: soft)"
+    )
+    erode_px: int = Field(description="the edge pulled in by this many pixels")
+    foreground: float = Field(description="share of the frame that is product")
+
+
+MAX_ERODE_PX = 20  # a fringe of background is a few pixels; more eats the product
+
+
+class CutoutAdjust(BaseModel):
+    """New adjustments of a product's cut-out (absolute, not relative to the upload's current ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: int | None = Field(
+        None, ge=1, le=254, description="matte values below it transparent, the rest opaque (null: soft edge)"
+    )
+    erode_px: int = Field(0, ge=0, le=MAX_ERODE_PX, description="pull the edge in by this many pixels")
+
+
 class UploadOut(BaseModel):
     id: str
+    role: UploadRole = Field(UploadRole.sketch, description="what the image is for")
     width: int
     height: int
     size_bytes: int
     dark_lines: bool = Field(description="dark lines on light paper: inverted before ControlNet")
     created_at: datetime
     url: str
-    preview_url: str = Field(description="the sketch as ControlNet gets it (?width=&height=)")
+    preview_url: str = Field(
+        description=(
+            "a sketch as ControlNet gets it; a product's cut-out on a checkerboard; a photo cropped to the "
+            "render size (?width=&height=)"
+        )
+    )
+    cutout: CutoutOut | None = Field(None, description="a product: how it was cut out")
+    derived_from: str | None = Field(None, description="an adjusted cut-out: the product upload it adjusts")
+    coverage: float | None = Field(None, description="a mask: the share of the image it covers (0..1)")
 
 
 class StyleAvailability(BaseModel):
@@ -266,6 +343,7 @@ class DesignerOut(BaseModel):
     name: str
     active_jobs: int
     max_active_jobs: int
+    role: Literal["designer", "lead", "admin"] = Field("designer", description="what the designer may do")
 
 
 class Health(BaseModel):

@@ -1,5 +1,8 @@
 """Designer accounts from the command line: `python -m backend.users create NAME` prints a new token
-(shown once; only its hash is stored), `list`, `rotate NAME`, `disable NAME`."""
+(shown once; only its hash is stored), `list`, `rotate NAME`, `disable NAME`,
+`role NAME designer|lead|admin`, `link NAME [--email EMAIL]` (a one-time link to set a password: how the
+first admin signs in to the studio). Disabling and a new role end the designer's sign-in sessions; each
+change is audited (actor "cli")."""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ import sys
 
 from sqlalchemy import select, update
 
-from backend import notify
+from backend import audit, notify, sessions, sign_in
+from backend.audit import Actor
 from backend.auth import hash_token, new_token
 from backend.config import Settings, get_settings
 from backend.db import make_engine, make_sessionmaker
-from backend.models import Designer
+from backend.models import Designer, Role
 from backend.notify import Notifier
 
 
@@ -52,8 +56,12 @@ async def ensure_designer(settings: Settings, name: str, token: str) -> bool:
         await engine.dispose()
 
 
-async def _set(settings: Settings, name: str, **values: object) -> None:
-    """Change a designer; the running API processes drop the designer's cached tokens at commit."""
+CLI = Actor(None, "cli")
+
+
+async def _set(settings: Settings, name: str, audited: str | None = None, **values: object) -> None:
+    """Change a designer; the running API processes drop the designer's cached tokens at commit.
+    `audited`: the change's audit action, which also ends the designer's sessions."""
     engine = make_engine(settings)
     notifier = Notifier(engine)  # sends the SQLite datagrams (PostgreSQL: NOTIFY in the transaction)
     await notifier.start()
@@ -65,13 +73,41 @@ async def _set(settings: Settings, name: str, **values: object) -> None:
             if designer_id is None:
                 raise UserError(f"no designer {name!r}")
             notify.designer_changed(session, designer_id)
+            if audited is not None:
+                await sessions.revoke_all(session, designer_id, audited)
+                details = {k: v for k, v in values.items() if k == "role"}
+                audit.record(session, audited, CLI, target=("designer", designer_id), details=details)
     finally:
         await notifier.close()
         await engine.dispose()
 
 
 async def disable_designer(settings: Settings, name: str) -> None:
-    await _set(settings, name, is_active=False)
+    await _set(settings, name, "user_disabled", is_active=False)
+
+
+async def set_role(settings: Settings, name: str, role: Role) -> None:
+    """Change a designer's role; their cached sessions are dropped, so it applies at the next request."""
+    await _set(settings, name, "role_changed", role=role.value)
+
+
+async def password_link(settings: Settings, name: str, email: str | None = None) -> str:
+    """A one-time link for the designer to set a password (and their sign-in email, when given)."""
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            designer = await session.scalar(select(Designer).where(Designer.name == name))
+            if designer is None:
+                raise UserError(f"no designer {name!r}")
+            if email:
+                designer.email = sign_in.normalize_email(email)
+            if not designer.email:
+                raise UserError(f"designer {name!r} has no email: give one with --email")
+            link, _ = await sign_in.create_link(session, settings, designer, None)
+            audit.record(session, "password_link_created", CLI, target=("designer", designer.id))
+            return link
+    finally:
+        await engine.dispose()
 
 
 async def list_designers(settings: Settings) -> list[tuple[str, bool]]:
@@ -90,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     for command in ("create", "rotate", "disable"):
         sub.add_parser(command).add_argument("name")
     sub.add_parser("list")
+    link = sub.add_parser("link")
+    link.add_argument("name")
+    link.add_argument("--email")
+    role = sub.add_parser("role")
+    role.add_argument("name")
+    role.add_argument("role", choices=[r.value for r in Role])
     args = parser.parse_args(argv)
     settings = get_settings()
     out = sys.stdout
@@ -101,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             token = new_token()
             asyncio.run(_set(settings, args.name, token_hash=hash_token(token), is_active=True))
             out.write(f"new token for {args.name} (shown once):\n{token}\n")
+        elif args.command == "role":
+            asyncio.run(set_role(settings, args.name, Role(args.role)))
+            out.write(f"designer {args.name} is now {args.role}\n")
+        elif args.command == "link":
+            url = asyncio.run(password_link(settings, args.name, args.email))
+            out.write(f"one-time link for {args.name} to set a password (shown once):\n{url}\n")
         elif args.command == "disable":
             asyncio.run(disable_designer(settings, args.name))
             out.write(f"designer {args.name} disabled\n")

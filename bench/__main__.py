@@ -1,9 +1,9 @@
 """`python -m bench` (`make bench`): run the benchmarks, print one table, write bench/results/<time>.json.
 
 `--quick` runs tiny sizes (the test uses it); `--only latency,claim_rate` picks benchmarks; `--size
-memory_jobs=2000` overrides one size. Figures 3 and 4 run on every database of `--dbs`; the others on
-`--stack-db` (SQLite, the embedded default). A missed target is reported, not an error: the exit status
-is 1 only when a benchmark could not run.
+memory_jobs=2000` overrides one size. Figures 3 and 4 and template_jobs run on every database of `--dbs`;
+the others on `--stack-db` (SQLite, the embedded default). A missed target is reported, not an error: the
+exit status is 1 only when a benchmark could not run.
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ from bench import (
     latency,
     lora_switches,
     memory,
+    preview_latency,
+    product_job,
+    redesign_job,
     sagemaker_path,
+    template_jobs,
+    template_validation,
     throughput,
     wait_result,
 )
@@ -44,15 +49,22 @@ BENCHES: dict[str, Runner] = {
     "memory": memory.run,
     "sagemaker": sagemaker_path.run,  # figure 8
     "wait_result": wait_result.run,  # Prefer: wait and the drop-in text2image over polling
+    "template_validation": template_validation.run,  # check_graph + needs + inputs of 300 nodes
+    "template_jobs": template_jobs.run,  # POST /api/jobs: template bodies against the legacy one
+    "product_job": product_job.run,  # a product render's added latency against its emulated GPU time
+    "redesign_job": redesign_job.run,  # the same for restyle, stage and edit of a room photo (issue 19)
+    "preview_latency": preview_latency.run,  # ComfyUI's preview frame → the designer's event stream
 }
-PER_DATABASE = frozenset({"throughput", "claim_rate"})
+PER_DATABASE = frozenset({"throughput", "claim_rate", "template_jobs"})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
     p.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated, of: {', '.join(BENCHES)}")
-    p.add_argument("--dbs", default="sqlite,postgresql", help="databases for throughput and claim_rate")
+    p.add_argument(
+        "--dbs", default="sqlite,postgresql", help="databases for throughput, claim_rate and template_jobs"
+    )
     p.add_argument("--stack-db", default="sqlite", help="database for the other benchmarks")
     p.add_argument("--size", action="append", default=[], metavar="NAME=VALUE", help="override one size")
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>.json)")

@@ -82,6 +82,7 @@ async def _fill(settings: Settings, backlog: int) -> list[str]:
                         "id": job_id,
                         "designer_id": designer.id,
                         "kind": "text",
+                        "lane": "text",
                         "style": style,
                         "lora_name": lora,
                         "params": params,
@@ -121,7 +122,7 @@ async def _claim_all(settings: Settings, worker_id: str, start: Any, seconds: fl
             jobs = await ctx.transition(
                 claims.claim_batch,
                 worker_id=worker_id,
-                kinds=["sketch", "text"],
+                lanes=["sketch", "text"],
                 executor="comfy",
                 instance="bench",
                 limit=slots,

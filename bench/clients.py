@@ -1,8 +1,10 @@
-"""The two clients a benchmark compares: a designer's client of the API (POST, event stream, image) and a
-minimal ComfyUI client (POST /prompt, /ws, /history, /view) sending the graph the dispatcher would send."""
+"""The two clients a benchmark compares: a designer's client of the API (uploads, POST, event stream or
+polling, image) and a minimal ComfyUI client (POST /prompt, /ws, /history, /view) sending the graph the
+dispatcher would send."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -86,6 +88,33 @@ async def follow(
             if kind in FINAL:
                 return message
     raise RuntimeError(f"the event stream of job {job_id} ended without a final event")
+
+
+async def upload(client: httpx.AsyncClient, data: bytes, role: str) -> str:
+    """A picture uploaded as a designer's client uploads it (`POST /api/uploads` with its role): its id."""
+    r = await client.post(
+        "/api/uploads", files={"file": (f"{role}.png", data, "image/png")}, data={"role": role}
+    )
+    if r.status_code != 201:
+        raise RuntimeError(f"upload {role}: {r.status_code} {r.text[:300]}")
+    return str(r.json()["id"])
+
+
+async def template_job(
+    client: httpx.AsyncClient, template: str, inputs: dict[str, Any], poll_s: float = 0.02
+) -> tuple[dict[str, Any], float]:
+    """A template job POSTed and its record polled (`GET /api/jobs/{id}` every `poll_s`) until it is final:
+    the record (images and passes included) and the seconds from the POST to the client seeing it final."""
+    start = time.perf_counter()
+    r = await client.post("/api/jobs", json={"template": template, "inputs": inputs})
+    if r.status_code != 201:
+        raise RuntimeError(f"POST /api/jobs: {r.status_code} {r.text[:300]}")
+    job_id = str(r.json()["id"])
+    while True:
+        job: dict[str, Any] = (await client.get(f"/api/jobs/{job_id}")).json()
+        if job["status"] in FINAL:
+            return job, time.perf_counter() - start
+        await asyncio.sleep(poll_s)
 
 
 async def api_render(client: httpx.AsyncClient, body: dict[str, Any], *, progress: bool = True) -> Timing:

@@ -7,7 +7,9 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +49,25 @@ def p50_p99(values: Sequence[float]) -> dict[str, float]:
 def ms(seconds: float) -> str:
     value = seconds * 1000
     return f"{value:.2f} ms" if abs(value) < 10 else f"{value:.1f} ms"
+
+
+def added_over_emulated(
+    jobs: Sequence[tuple[str, float]], runs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """Jobs as (id, the client's seconds from POST to final) beside the emulator's run of each (its
+    `/emulator/stats` runs by prompt id, a job's id being its prompt's): p50/p99 of the client's time
+    (`total_s`), of the emulated GPU time (`gpu_s`, the run's start to end) and of their difference
+    (`added_s`, what the studio adds)."""
+    gpu = [runs[job_id]["ended_at"] - runs[job_id]["started_at"] for job_id, _ in jobs]
+    total = [elapsed for _, elapsed in jobs]
+    added = [t - g for t, g in zip(total, gpu, strict=True)]
+    return {"total_s": p50_p99(total), "gpu_s": p50_p99(gpu), "added_s": p50_p99(added)}
+
+
+def one_line(figure: Figure) -> str:
+    """A figure as one line, for a benchmark run alone (`python -m bench.<name>`)."""
+    met = "informative" if figure.passed is None else "met" if figure.passed else "MISSED"
+    return f"{figure.title}: {figure.measured}; {figure.baseline}; {figure.target}: {met}"
 
 
 def machine() -> dict[str, Any]:
@@ -109,3 +130,18 @@ def write_json(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return path
+
+
+def run_alone(
+    measure: Callable[[Path, str, int], dict[str, Any]],
+    figures: Callable[[dict[str, Any]], list[Figure]],
+    argv: Sequence[str],
+) -> int:
+    """`python -m bench.<name> [jobs] [sqlite|postgresql]`: one benchmark alone, its figures a line each."""
+    n = int(argv[0]) if argv else 10
+    db = argv[1] if len(argv) > 1 else "sqlite"
+    with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
+        values = measure(Path(tmp), db, n)
+    for figure in figures(values):
+        sys.stdout.write(one_line(figure) + "\n")
+    return 0

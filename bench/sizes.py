@@ -24,6 +24,10 @@ class Sizes:
     memory_mark: int  # jobs done when the reference reading is taken
     sagemaker_jobs: int  # jobs through the SageMaker path (moto), and as many direct
     sagemaker_steps: int
+    template_runs: int = 200  # validations of the generated 300-node template
+    template_job_requests: int = 300  # POST /api/jobs of each body: legacy, built-in template, custom one
+    product_jobs: int = 10  # product renders (3 images, 3 passes, x4 upscale) one at a time
+    redesign_jobs: int = 10  # renders of each photo template (restyle, stage, edit) one at a time
 
 
 FULL = Sizes(
@@ -64,4 +68,8 @@ QUICK = Sizes(
     memory_mark=10,
     sagemaker_jobs=2,
     sagemaker_steps=2,
+    template_runs=5,
+    template_job_requests=5,
+    product_jobs=2,
+    redesign_jobs=2,
 )

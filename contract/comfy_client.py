@@ -1,5 +1,9 @@
 """A client for one ComfyUI server (0.3.64): /prompt, /queue, /history, /view, /upload/image, /interrupt, /ws.
 
+`events()` reads /ws with live previews: it announces `supports_preview_metadata` in its first message
+(ComfyUI then sends each sampler step's image as binary event 4, with the prompt and node in its JSON
+metadata) and still reads event 1 (image type, image: no metadata) from servers or paths that send it.
+
 Errors it raises:
 
     ComfyError
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,10 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 3.0
 WS_PING_INTERVAL_S = 10.0
 WS_PING_TIMEOUT_S = 20.0
+PREVIEW_IMAGE = 1  # binary event: 4-byte BE image type (1 JPEG, 2 PNG), then the image
+PREVIEW_IMAGE_WITH_METADATA = 4  # binary event: 4-byte BE length, that much JSON metadata, then the image
+IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
+FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 
 
 class ComfyError(Exception):
@@ -65,6 +74,40 @@ class QueueState:
 
     def __contains__(self, prompt_id: object) -> bool:
         return prompt_id in self.running or prompt_id in self.pending
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A sampler's live preview from a binary /ws frame; `prompt_id` and `node_id` only with metadata."""
+
+    image: bytes
+    mime: str
+    prompt_id: str | None = None
+    node_id: str | None = None
+
+
+def parse_preview(frame: bytes) -> Preview | None:
+    """Event 1 or 4 as ComfyUI 0.3.64's server.py writes them; None for any other binary frame."""
+    if len(frame) < 8:
+        return None
+    event, word = struct.unpack(">II", frame[:8])
+    if event == PREVIEW_IMAGE:
+        return Preview(frame[8:], IMAGE_TYPES.get(word, "image/jpeg"))
+    if event != PREVIEW_IMAGE_WITH_METADATA or len(frame) < 8 + word:
+        return None
+    try:
+        meta = json.loads(frame[8 : 8 + word])
+    except ValueError:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    prompt_id, node_id = meta.get("prompt_id"), meta.get("node_id")
+    return Preview(
+        frame[8 + word :],
+        str(meta.get("image_type") or "image/jpeg"),
+        None if prompt_id is None else str(prompt_id),
+        None if node_id is None else str(node_id),
+    )
 
 
 def describe_rejection(body: dict[str, Any]) -> str:
@@ -196,6 +239,12 @@ class ComfyClient:
 
     async def messages(self) -> AsyncIterator[dict[str, Any]]:
         """The /ws JSON messages until the socket closes (binary preview frames are skipped)."""
+        async for message in self.events(previews=False):
+            if isinstance(message, dict):
+                yield message
+
+    async def events(self, previews: bool = True) -> AsyncIterator[dict[str, Any] | Preview]:
+        """The /ws JSON messages and, with `previews`, the live previews, until the socket closes."""
         try:
             async with connect(
                 self.ws_url,
@@ -204,11 +253,15 @@ class ComfyClient:
                 ping_timeout=WS_PING_TIMEOUT_S,
                 max_size=2**24,
             ) as ws:
+                if previews:
+                    await ws.send(json.dumps(FEATURE_FLAGS))  # only a first message counts
                 async for frame in ws:
                     if isinstance(frame, str):
                         try:
                             yield json.loads(frame)
                         except ValueError:
                             logger.warning("ignoring a non-JSON frame from %s", self.base_url)
+                    elif previews and (preview := parse_preview(frame)) is not None:
+                        yield preview
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise ComfyUnreachable(f"{self.ws_url}: {type(exc).__name__}: {exc}") from exc

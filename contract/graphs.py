@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from contract.styles import Manifest
+from contract.template_decl import Declaration
+from contract.template_fill import FillError, ImageRef, fill
+from contract.templates import builtin_declarations
 
 Graph = dict[str, Any]
 
@@ -72,43 +75,34 @@ def bypass(graph: Graph, node_id: str) -> None:
                 other["inputs"][name] = copy.deepcopy(node["inputs"][input_name])
 
 
+@lru_cache(maxsize=8)
+def _builtins(workflows_dir: Path, checkpoint: str, controlnet: str) -> dict[str, Declaration]:
+    return builtin_declarations(workflows_dir, checkpoint=checkpoint, controlnet=controlnet)
+
+
 def build_graph(
     inputs: GraphInputs, manifest: Manifest, workflows_dir: Path, *, checkpoint: str, controlnet: str
 ) -> Graph:
+    """A legacy job's graph: its built-in template filled (`contract.templates.fill`), with the legacy
+    prefix (`renders/` or `sketch/`) and the sketch's path as the backend uploaded it."""
     p = inputs.params
     if p["style"] not in manifest.styles:
         raise GraphError(f"unknown style {p['style']!r}")
-    style = manifest.get(p["style"])
-    graph = copy.deepcopy(load_workflow(workflows_dir, inputs.kind))
-
-    graph[CHECKPOINT]["inputs"]["ckpt_name"] = checkpoint
-    if style.has_lora:
-        strength = p.get("lora_strength")
-        lora = graph[LORA]["inputs"]
-        lora["lora_name"] = style.lora_file
-        lora["strength_model"] = style.strength_model if strength is None else strength
-        lora["strength_clip"] = style.strength_clip if strength is None else strength
-    else:
-        bypass(graph, LORA)
-    graph[POSITIVE]["inputs"]["text"] = style.render_prompt(p["prompt"])
-    graph[NEGATIVE]["inputs"]["text"] = style.render_negative(p.get("negative_prompt", ""))
-    graph[LATENT]["inputs"].update(width=p["width"], height=p["height"], batch_size=p["num_images"])
-    graph[SAMPLER]["inputs"].update(
-        seed=inputs.seed, steps=p["steps"], cfg=p["cfg"], sampler_name=p["sampler"], scheduler=p["scheduler"]
-    )
+    if inputs.kind not in WORKFLOW_FILES:
+        raise GraphError(f"unknown job kind {inputs.kind!r}")
+    if inputs.kind == "sketch" and not inputs.sketch_name:
+        raise GraphError("a sketch job needs its uploaded sketch")
+    declaration = _builtins(workflows_dir, checkpoint, controlnet)[inputs.kind]
+    images = {}
+    if inputs.sketch_name:
+        images["upload_id"] = ImageRef(inputs.sketch_name, inputs.sketch_dark_lines)
+    try:
+        graph = fill(declaration, {**p, "seed": inputs.seed}, manifest, images, inputs.job_id)
+    except FillError as exc:
+        raise GraphError(str(exc)) from exc
     prefix = "renders" if inputs.kind == "text" else "sketch"
     graph[SAVE]["inputs"]["filename_prefix"] = f"{prefix}/{inputs.job_id}"
-
-    if inputs.kind == "sketch":
-        if not inputs.sketch_name:
-            raise GraphError("a sketch job needs its uploaded sketch")
-        graph[LOAD_SKETCH]["inputs"]["image"] = inputs.sketch_name
-        if not inputs.sketch_dark_lines:
-            bypass(graph, INVERT)
-        graph[SCALE]["inputs"].update(width=p["width"], height=p["height"])
-        graph[CONTROLNET]["inputs"]["control_net_name"] = controlnet
-        graph[APPLY_CONTROLNET]["inputs"]["strength"] = p["sketch_strength"]
-    return _without_meta(graph)
+    return graph
 
 
 def warmup_graph(workflows_dir: Path, *, checkpoint: str = "", size_px: int = 64) -> Graph:

@@ -5,6 +5,7 @@ User text (prompts, error messages) is shown with st.text or escaped, never as M
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,10 +14,11 @@ from typing import Any
 
 import streamlit as st
 
-from frontend import state
+from frontend import state, wording
 from frontend.api_client import FINAL_STATUSES, ApiClient, ApiError, EventStreamLost
 
 POLL_S = 0.5
+BUILTIN_KINDS = ("text", "sketch")  # the built-in templates, with the studio's own form
 STATUS_ICONS = {
     "queued": ":material/schedule:",
     "running": ":material/brush:",
@@ -52,9 +54,11 @@ def _label(
     position: int | None,
     notice: dict[str, Any] | None = None,
     restart: str | None = None,
+    started: bool = True,
 ) -> str:
-    """The progress bar's text; a queued job's notice (its server is down) is part of it, and a render
-    restarting on the GPU says so until its new attempt passes what was shown."""
+    """The progress bar's text; a queued job's notice (its server is down) is part of it, a render
+    restarting on the GPU says so until its new attempt passes what was shown, and one sent to the GPU
+    but waiting there behind another render is 'next on the GPU' until it really starts."""
     if job["status"] == "queued":
         where = f"position {position} in the queue" if position else "waiting for the GPU"
         return f"Queued: {where}" + (f" · {escape(str(notice['message']))}" if notice else "")
@@ -62,6 +66,8 @@ def _label(
         return f"{restart} · {_elapsed(job):.1f} s"
     if maximum:
         return f"Rendering: step {value}/{maximum} · {_elapsed(job):.1f} s"
+    if not started:
+        return "Next on the GPU: position 1, it starts when the render ahead of it ends"
     return f"Starting · {_elapsed(job):.1f} s"
 
 
@@ -74,25 +80,28 @@ class Shown:
     position: int | None = None
     notice: dict[str, Any] | None = None  # why a queued job waits (its server is down), from the backend
     restart: str | None = None  # "Restarting on the GPU, attempt 2" until the new attempt passes the bar
+    started: bool = False  # ComfyUI began the render (its `started` event): until then it waits there
 
     @property
     def fraction(self) -> float:
         return min(1.0, self.value / self.maximum) if self.maximum else 0.0
 
     def label(self, job: dict[str, Any]) -> str:
-        return _label(job, self.value, self.maximum, self.position, self.notice, self.restart)
+        started = self.started or self.maximum > 0
+        return _label(job, self.value, self.maximum, self.position, self.notice, self.restart, started)
 
     def apply(self, job: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
         """Fold one stream message into the bar, and into the job's `status` and `started_at`."""
         if kind == "position":
             self.position, self.notice = data.get("position"), data.get("notice")
         elif kind == "progress":
-            job["status"] = "running"
+            job["status"], self.started = "running", True
             if int(data["max"]) and int(data["value"]) / int(data["max"]) >= self.fraction:
                 self.value, self.maximum = int(data["value"]), int(data["max"])
                 self.restart = None
         elif data.get("status"):
             job["status"] = data["status"]
+            self.started = self.started or kind == "started"
             if data["status"] == "running" and job.get("started_at") is None:
                 job["started_at"] = datetime.now(UTC).isoformat()
             if kind in ("submitted", "resubmitted") and int(data.get("attempt") or 1) > 1:
@@ -111,6 +120,7 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     )
     with slot.container():
         bar = st.progress(shown.fraction, text=shown.label(job))
+        forming = st.empty()  # the render forming, under the bar, while it samples
         st.button(
             "Cancel",
             key=f"cancel_{job['id']}",
@@ -122,7 +132,9 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     while job["status"] not in FINAL_STATUSES:
         try:
             for message in client.events(job["id"], after=last_id, tick_s=POLL_S):
-                if message is not None:
+                if message is not None and message["type"] == "preview":
+                    preview_image(forming, message.get("data") or {})
+                elif message is not None:
                     last_id = max(last_id, int(message.get("id") or 0))
                     shown.apply(job, message["type"], message.get("data") or {})
                 bar.progress(shown.fraction, shown.label(job))
@@ -133,18 +145,34 @@ def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
+def preview_image(slot: Any, data: dict[str, Any]) -> None:
+    """The newest live preview of a render, replacing the last one in `slot` (under the progress bar)."""
+    head, _, body = str(data.get("image", "")).partition(",")
+    if not head.startswith("data:image/") or not head.endswith(";base64"):
+        return
+    try:
+        image = base64.b64decode(body, validate=True)
+    except ValueError:
+        return
+    alt = f"Preview of the render in progress, step {data.get('step')} of {data.get('steps')}"
+    slot.image(image, width=256, alt=alt)
+
+
 def _cancel(client: ApiClient, job_id: str) -> None:
     try:
         client.cancel(job_id)
         st.session_state["notice"] = ("info", "Render cancelled.")
     except ApiError as err:
-        st.session_state["notice"] = ("error", err.message)
+        st.session_state["notice"] = ("error", wording.say(err))
 
 
 def show_outcome(job: dict[str, Any]) -> None:
     if job["status"] == "failed":
-        message = (job.get("error") or {}).get("message") or "The render failed."
-        st.error(f"The render failed: {escape(message)}", icon=":material/error:")
+        said, exact = wording.failure(job)
+        st.error(escape(said), icon=":material/error:")
+        if exact:
+            with st.expander("Details for your studio admin"):
+                st.text(exact)
     elif job["status"] == "cancelled":
         st.info("This render was cancelled.", icon=":material/cancel:")
 
@@ -167,6 +195,40 @@ def settings_text(params: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def inputs_text(job: dict[str, Any]) -> str:
+    """A template render's input values, one line each (plain text)."""
+    template = job.get("template") or {}
+    lines = [f"Template: {template.get('name', job['kind'])} · version {template.get('version', '?')}"]
+    lines += [f"{key}: {value}" for key, value in job["params"].items()]
+    lines.append(f"Seed: {job['seed']}")
+    return "\n".join(lines)
+
+
+def passes(client: ApiClient, job: dict[str, Any]) -> None:
+    """The intermediate passes of a template render, as a labelled strip under the result."""
+    shown = job.get("passes") or []
+    if not shown:
+        return
+    st.caption("Passes")
+    for col, image in zip(st.columns(max(len(shown), 4)), shown, strict=False):
+        try:
+            data = image_bytes(client, client.token, image.get("thumbnail_url") or image["url"])
+        except ApiError:
+            col.caption("not available")
+            continue
+        label = image.get("label") or f"node {image.get('node_id')}"  # a lead's words: captions are Markdown
+        col.image(data, caption=escape(label), width="stretch", alt=f"Intermediate pass: {label}")
+
+
+def render_alt(job: dict[str, Any], image: dict[str, Any]) -> str:
+    """What a render shows, for screen readers: its brief, style and seed."""
+    params = job.get("params") or {}
+    brief = str(params.get("prompt") or (job.get("template") or {}).get("name") or job["kind"])
+    brief = brief if len(brief) <= 160 else brief[:159] + "…"
+    style = job.get("style") or "no"
+    return f"Render of {brief}; {style} style, seed {image['seed']}, {image['width']} by {image['height']} px"
+
+
 def results(client: ApiClient, job: dict[str, Any], *, actions: bool = True) -> None:
     """The job's images in a grid; each with download, variations, compare styles, use as sketch."""
     images = job.get("images") or []
@@ -178,12 +240,16 @@ def results(client: ApiClient, job: dict[str, Any], *, actions: bool = True) -> 
             try:
                 data = image_bytes(client, client.token, image["url"])
             except ApiError as err:
-                st.warning(escape(err.message))
+                st.warning(escape(wording.say(err)))
                 continue
+            label = job.get("style") or job["kind"]
             st.image(
-                data, caption=f"{job['style']} · seed {image['seed']} · {image['width']}×{image['height']}"
+                data,
+                caption=f"{label} · seed {image['seed']} · {image['width']}×{image['height']}",
+                alt=render_alt(job, image),
+                width="stretch",
             )
-            name = f"studio-{job['style']}-{image['seed']}.png"
+            name = f"studio-{label}-{image['seed']}.png"
             row = st.container(horizontal=True, wrap=True)
             row.download_button(
                 "Download", data, name, "image/png", key=f"dl_{image['id']}", icon=":material/download:"
@@ -197,14 +263,15 @@ def results(client: ApiClient, job: dict[str, Any], *, actions: bool = True) -> 
                     help="The same settings with new seeds",
                     icon=":material/auto_awesome:",
                 )
-                row.button(
-                    "Compare styles",
-                    key=f"cmp_{image['id']}",
-                    on_click=_compare,
-                    args=(client, job, image["seed"]),
-                    help="This prompt and seed in every style, side by side",
-                    icon=":material/view_column:",
-                )
+                if job["kind"] in BUILTIN_KINDS:  # another template's inputs have no style to vary
+                    row.button(
+                        "Compare styles",
+                        key=f"cmp_{image['id']}",
+                        on_click=_compare,
+                        args=(client, job, image["seed"]),
+                        help="This prompt and seed in every style, side by side",
+                        icon=":material/view_column:",
+                    )
                 row.button(
                     "Use as sketch",
                     key=f"sk_{image['id']}",
@@ -219,7 +286,7 @@ def _variations(client: ApiClient, job: dict[str, Any]) -> None:
     try:
         state.show_job(client.retry(job["id"], new_seed=True)["id"])
     except ApiError as err:
-        st.session_state["notice"] = ("error", err.message)
+        st.session_state["notice"] = ("error", wording.say(err))
 
 
 def _compare(client: ApiClient, job: dict[str, Any], seed: int) -> None:
@@ -231,7 +298,7 @@ def _compare(client: ApiClient, job: dict[str, Any], seed: int) -> None:
         for style in (st.session_state.get("style_ids") or {}).get(job["kind"]) or [job["style"]]:
             ids.append(client.submit_job({**params, "style": style}, str(uuid.uuid4()))["id"])
     except ApiError as err:
-        st.session_state["notice"] = ("error", err.message)
+        st.session_state["notice"] = ("error", wording.say(err))
     if ids:
         state.show_comparison(ids)
 
@@ -240,7 +307,7 @@ def _use_as_sketch(client: ApiClient, data: bytes, image_id: str) -> None:
     try:
         upload = client.upload_sketch(data, f"render-{image_id}.png", "image/png")
     except ApiError as err:
-        st.session_state["notice"] = ("error", err.message)
+        st.session_state["notice"] = ("error", wording.say(err))
         return
     state.use_sketch(upload)
     st.session_state["notice"] = ("success", "The render is now the sketch of your next render.")

@@ -1,4 +1,5 @@
-"""FrontendSettings: where the backend is (the UI talks to nothing else) and how long a sign-in lasts."""
+"""FrontendSettings: where the backend is (the UI talks to nothing else), how long a sign-in lasts and how
+one signs in."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ class FrontendSettings(BaseSettings):
     session_ttl_s: float = Field(
         12 * 3600, gt=0, description="a sign-in survives reloads for this long without activity"
     )
+    oidc_provider_name: str = Field(
+        "your identity provider", description='the provider on the sign-in button: "Sign in with <name>"'
+    )
+    token_sign_in: bool = Field(True, description="also offer signing in with a pasted designer token")
     gallery_page_size: int = Field(12, ge=1, le=100, description="renders per gallery page")
 
 

@@ -23,6 +23,21 @@ def client() -> ApiClient:
     return _client(st.session_state["token"], s.backend_url, s.backend_timeout_s)
 
 
+def role() -> str:
+    """The signed-in designer's role: designer, lead or admin (the backend decides; this only hides what
+    the backend would refuse)."""
+    return str(st.session_state.get("role") or "designer")
+
+
+def is_lead() -> bool:
+    """Leads and admins: templates, adding models."""
+    return role() in ("lead", "admin")
+
+
+def is_admin() -> bool:
+    return role() == "admin"
+
+
 def page_params() -> dict[str, str]:
     """Query parameters to carry across st.switch_page (it clears them otherwise)."""
     return {k: v for k in ("sid", "job", "compare") if (v := st.query_params.get(k))}

@@ -93,3 +93,19 @@ def preset(name: str) -> RoomPreset | None:
 def size_preset_for(width: int, height: int) -> str:
     """The preset name of a size, or CUSTOM_SIZE."""
     return next((n for n, wh in SIZE_PRESETS.items() if wh == (width, height)), CUSTOM_SIZE)
+
+
+def size_for_aspect(width: int, height: int) -> tuple[int, int]:
+    """The render size nearest an image's shape (multiples of 8 within SIDE_MIN..SIDE_MAX), about as
+    many pixels as the default 768 × 512; a preset when one has the same shape."""
+    ratio = width / height
+    for w, h in SIZE_PRESETS.values():
+        if abs(w / h - ratio) < 0.01:
+            return w, h
+    area = 768 * 512
+
+    def side(value: float) -> int:
+        return max(SIDE_MIN, min(SIDE_MAX, round(value / 8) * 8))
+
+    w = side((area * ratio) ** 0.5)
+    return w, side(w / ratio)

@@ -17,6 +17,7 @@ DEFAULTS: dict[str, Any] = {
     # signed-in designer
     "token": None,
     "designer": None,
+    "role": None,  # designer, lead or admin, from /api/me: `context.role()` (pages and navigation use it)
     "sid": None,
     # the render shown in the studio: one job, or the jobs of a style comparison
     "job_id": None,
@@ -26,6 +27,12 @@ DEFAULTS: dict[str, Any] = {
     "upload_source": None,  # fingerprint of the file or drawing it came from (no re-upload on rerun)
     "drawing_requested": False,  # "Use this drawing" pressed, waiting for the canvas' strokes
     "notice": None,  # one message shown once at the top of the studio (e.g. "settings loaded")
+    "scroll_to_render": False,  # a render was just started: bring its progress into view once
+    "restore_form": None,  # a job id a reload brought back: its settings refill the form once
+    # the template the studio renders with ("": the built-in text and sketch renders, today's form)
+    "w_template": "",
+    "tpl_refused": {},  # template -> input key -> {"message", "value"}: the backend's last 422, per field
+    "can_publish": None,  # whether the signed-in designer may publish templates (None: not asked yet)
     # the form
     "w_mode": "Describe a room",
     "w_preset": presets.ROOM_PRESETS[0].name,
@@ -43,8 +50,26 @@ DEFAULTS: dict[str, Any] = {
     "w_seed": 1234,
     "w_num_images": 1,
     "w_sketch_strength": presets.DEFAULT_SKETCH_STRENGTH,
+    # Place a product: the uploads by role ({"product": upload, "composition": ..., "style_photo": ...}),
+    # the file each came from (no re-upload on rerun), and the product render shown
+    "product_uploads": {},
+    "product_sources": {},
+    "product_job_id": None,
+    "product_compare_ids": [],  # product jobs of a style comparison, drawn above the current render
+    "pp_notice": None,  # a message shown once above the product form
+    "w_pp_prompt": "a bright living room, white oak floor, linen curtains, soft daylight",
+    "w_pp_depth": 0.8,
+    "w_pp_composition": 0.6,
+    "w_pp_style_strength": 0.7,
+    "w_pp_style": "none",
+    "w_pp_random_seed": True,
+    "w_pp_seed": 1234,
     # gallery
     "gallery_cursors": [None],  # cursor of each page seen; the last one is the page shown
+    # projects: the one open, a share link's address just made (shown once), a ZIP ready to download
+    "project_id": None,
+    "new_share_url": None,
+    "project_zip": None,
     # API keys: a secret just made or rotated, shown once ({"name", "key"}), dropped when dismissed
     "new_api_key": None,
 }
@@ -68,6 +93,7 @@ def show_job(job_id: str | None) -> None:
     st.session_state["job_id"] = job_id
     close_comparison()
     if job_id:
+        st.session_state["scroll_to_render"] = True
         st.query_params["job"] = job_id
     else:
         st.query_params.pop("job", None)
@@ -88,6 +114,7 @@ def restore_from_url() -> None:
     """After a reload the session is new: take the shown renders from the URL."""
     if st.session_state["job_id"] is None and (job_id := st.query_params.get("job")):
         st.session_state["job_id"] = job_id
+        st.session_state["restore_form"] = job_id
     if not st.session_state["compare_ids"] and (compare := st.query_params.get("compare")):
         st.session_state["compare_ids"] = [j for j in compare.split(",") if j][:8]
 
@@ -112,13 +139,29 @@ def load_params(params: dict[str, Any], upload: dict[str, Any] | None = None) ->
         ss["w_seed"] = int(params["seed"])
     ss["w_num_images"] = int(params.get("num_images", 1))
     ss["w_sketch_strength"] = float(params.get("sketch_strength", presets.DEFAULT_SKETCH_STRENGTH))
+    ss["w_template"] = ""
     if params.get("kind") == "sketch" and upload is not None:
         use_sketch(upload)
     else:
         ss["w_mode"] = MODES[0]
 
 
+def load_template_values(template: str, inputs: list[dict[str, Any]], values: dict[str, Any]) -> None:
+    """Fill a template's generated form with a render's input values (from a callback). Images are
+    not refilled: an upload widget cannot be set, the designer picks the file again."""
+    ss = st.session_state
+    ss["w_template"] = template
+    for decl in inputs:
+        value, widget = values.get(decl["key"]), f"w_tpl_{template}_{decl['key']}"
+        if decl["kind"] == "image" or value is None:
+            continue
+        ss[widget] = value
+        if decl["kind"] == "seed":
+            ss[f"{widget}_random"] = False
+
+
 def use_sketch(upload: dict[str, Any]) -> None:
+    st.session_state["w_template"] = ""
     st.session_state["upload"] = upload
     st.session_state["upload_source"] = f"upload:{upload['id']}"
     st.session_state["w_mode"] = MODES[1]

@@ -231,8 +231,6 @@ def draw_placeholder(style: Style, size: int = PLACEHOLDER_SIZE) -> bytes:
     )
     font = ImageFont.load_default(size=max(12, size // 9))
     draw.text((size // 2, size * 5 // 6), style.display_name, fill=ink, font=font, anchor="mm")
-    small = ImageFont.load_default(size=max(8, size // 21))
-    draw.text((size - size // 16, size // 16), "placeholder", fill=accent, font=small, anchor="ra")
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()

@@ -2,9 +2,14 @@
 
     python -m mlserver.model_sync --bucket B --models-dir /var/lib/studio/models \\
         --marker /var/lib/studio/models/.synced.json [--verify-only] [--jobs 2] [--allow-unpinned]
+        [--folder rembg]
 
-What is synced: every base model of `mlserver/models.toml` (checkpoint, ControlNet) and every style LoRA
-of the style manifest (`loras/styles.toml`), each to `<models-dir>/<folder>/<file>`.
+What is synced: every base model of `mlserver/models.toml` (checkpoint, ControlNet), every style LoRA
+of the style manifest (`loras/styles.toml`) and every model a lead added through the API (the added
+manifest, `models/manifest.added.json` in the bucket; `--added-key ''` leaves them out; `--verify-only`
+checks the base set only), each to `<models-dir>/<folder>/<file>` (`contract.model_manifest`). `--folder`
+keeps the entries of the folders named: the API host syncs its background-removal model so
+(`--folder rembg`), with the same checks, and nothing else.
 
 Per file: already there with the manifest's size and sha256 → kept (a `.<file>.sha256` sidecar records
 size, mtime and hash, so an unchanged multi-GB checkpoint is not re-hashed at every boot); otherwise it is
@@ -19,22 +24,26 @@ and prints the sha256 and size to write into the manifest, but such a run never 
 exits 1 and writes no marker, so ComfyUI does not start on a file nobody pinned.
 
 The marker (JSON, read by the backend's /readyz through MODELS_MARKER) is removed when a sync starts and
-written only when every file is verified; systemd starts ComfyUI only after this exits 0. Exit status:
-0 all verified, 1 some file missing, wrong or unpinned, 2 bad usage or manifest.
+written only when every file is verified; systemd starts ComfyUI only after this exits 0. `--refresh` is
+the periodic run beside a running ComfyUI (studio-model-refresh.timer): the marker is kept while new files
+arrive, since what is in place stays verified, and rewritten when all are. ComfyUI needs no signal: a file
+renamed into a folder changes the folder's mtime, which invalidates ComfyUI's cached listing, so the next
+`/models/<folder>` and `/object_info` show it. Runs take a lock on `<models-dir>/.sync.lock`, one at a
+time. Exit status: 0 all verified, 1 some file missing, wrong or unpinned, 2 bad usage or manifest.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import sys
 import time
-import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,11 +55,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from contract.files import atomic_write_text, sha256_file
-from contract.styles import SHA256_RE, ManifestError, load_manifest
+from contract.model_manifest import (
+    ADDED_MANIFEST_KEY,
+    MODELS_MANIFEST,
+    ModelEntry,
+    load_models_toml,
+    parse_added,
+    style_entries,
+    unique_entries,
+)
+from contract.styles import ManifestError, load_manifest
 
 logger = logging.getLogger("mlserver.model_sync")  # not __main__ under `python -m`
 
-MODELS_MANIFEST = Path(__file__).resolve().parent / "models.toml"
 BUCKET_ENV = "MODELS_BUCKET"
 MIB = 1024 * 1024
 CHUNK_BYTES = 4 * MIB
@@ -58,6 +75,7 @@ PROGRESS_EVERY_BYTES = 256 * MIB
 DEFAULT_ATTEMPTS = 3
 DEFAULT_JOBS = 2
 RETRY_BASE_S = 1.0
+LOCK_FILE = ".sync.lock"
 # A dropped connection or short read is worth another try; anything else (403, disk full) is not.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     BotoCoreError,
@@ -82,23 +100,7 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One file ComfyUI needs: where it lives in S3 and in the models folder, and what it must hash to."""
-
-    name: str
-    folder: str
-    file: str
-    s3_key: str
-    sha256: str
-    size_bytes: int
-
-    @property
-    def is_pinned(self) -> bool:
-        return bool(SHA256_RE.match(self.sha256))
-
-    def path(self, models_dir: Path) -> Path:
-        return models_dir / self.folder / self.file
+Entry = ModelEntry  # the name this module and its tests have always used
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class Options:
     attempts: int = DEFAULT_ATTEMPTS
     verify_only: bool = False
     allow_unpinned: bool = False
+    keep_marker: bool = False  # a refresh: the files in place stay verified while new ones arrive
     progress_every_bytes: int = PROGRESS_EVERY_BYTES
     chunk_bytes: int = CHUNK_BYTES
     retry_base_s: float = RETRY_BASE_S
@@ -130,57 +133,40 @@ class Options:
 # --- manifests --------------------------------------------------------------------------------------------
 
 
-def _is_bare_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+def load_entries(
+    models_manifest: Path, style_manifest: Path | None, added: Sequence[Entry] = ()
+) -> list[Entry]:
+    """Base models, every style LoRA and the added models; ManifestError if any manifest is malformed or
+    two of them want one file with different contents."""
+    entries = load_models_toml(models_manifest)
+    entries += style_entries(load_manifest(style_manifest))
+    return unique_entries([*entries, *added])
 
 
-def _model_entry(name: str, table: dict[str, Any]) -> Entry:
+def in_folders(entries: Sequence[Entry], folders: Sequence[str]) -> list[Entry]:
+    """The entries of these folders (none named: all); ManifestError when a named folder has none."""
+    if not folders:
+        return list(entries)
+    empty = sorted(set(folders) - {e.folder for e in entries})
+    if empty:
+        raise ManifestError(f"no model of folder {', '.join(empty)} in the manifests")
+    return [e for e in entries if e.folder in folders]
+
+
+def fetch_added(s3: Any, bucket: str, key: str) -> list[Entry]:
+    """The added manifest in the bucket (none yet: no added models); ManifestError when unreadable."""
     try:
-        entry = Entry(
-            name,
-            str(table["folder"]),
-            str(table["file"]),
-            str(table["s3_key"]),
-            str(table.get("sha256", "")),
-            int(table.get("size_bytes", 0)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestError(f"model {name!r} lacks or mistypes {exc}") from exc
-    if not (_is_bare_name(entry.folder) and _is_bare_name(entry.file)):
-        raise ManifestError(f"model {name!r}: folder and file must be bare names")
-    return entry
-
-
-def unique_entries(entries: Iterable[Entry]) -> list[Entry]:
-    """One entry per file (two styles may share a LoRA); two different files at one path is an error.
-
-    Two workers writing the same partial file would corrupt each other, so duplicates never reach the pool.
-    """
-    by_path: dict[tuple[str, str], Entry] = {}
-    for entry in entries:
-        seen = by_path.setdefault((entry.folder, entry.file), entry)
-        if (seen.sha256, seen.s3_key) != (entry.sha256, entry.s3_key):
-            raise ManifestError(
-                f"{seen.name} and {entry.name} both want {entry.folder}/{entry.file} with different contents"
-            )
-    return list(by_path.values())
-
-
-def load_entries(models_manifest: Path, style_manifest: Path | None) -> list[Entry]:
-    """Base models plus every style LoRA; ManifestError if either manifest is malformed."""
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+            return []
+        raise ManifestError(f"s3://{bucket}/{key}: {exc}") from exc
+    except (BotoCoreError, Urllib3Error) as exc:
+        raise ManifestError(f"s3://{bucket}/{key}: {exc}") from exc
     try:
-        data = tomllib.loads(models_manifest.read_text())
-        entries = [_model_entry(n, t) for n, t in sorted((data.get("models") or {}).items())]
-    except (OSError, tomllib.TOMLDecodeError, ManifestError) as exc:
-        raise ManifestError(f"{models_manifest}: {exc}") from exc
-    for style in load_manifest(style_manifest).styles.values():
-        if style.has_lora:
-            entries.append(
-                Entry(
-                    f"lora:{style.id}", "loras", style.lora_file, style.s3_key, style.sha256, style.size_bytes
-                )
-            )
-    return unique_entries(entries)
+        return parse_added(body)
+    except ManifestError as exc:
+        raise ManifestError(f"s3://{bucket}/{key}: {exc}") from exc
 
 
 # --- what is on disk --------------------------------------------------------------------------------------
@@ -420,6 +406,19 @@ def write_marker(marker: Path, results: Sequence[Result], models_dir: Path) -> N
     atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def exclusive(models_dir: Path) -> Iterator[None]:
+    """One sync at a time per models folder: the boot sync and the periodic refresh never write the same
+    partial file, and one's clean-up never removes the other's download."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with (models_dir / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 def sync(
     s3: Any,
     bucket: str,
@@ -432,7 +431,7 @@ def sync(
     """Every entry in place and verified, or the failures; the marker only when all are verified."""
     options = options or Options()
     entries = unique_entries(entries)
-    if marker is not None:
+    if marker is not None and not options.keep_marker:
         marker.unlink(missing_ok=True)
     if not options.verify_only:
         remove_stale_partials(models_dir, entries)
@@ -488,7 +487,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--marker", type=Path, help="written (JSON) once every model is verified")
     p.add_argument("--models-manifest", type=Path, default=MODELS_MANIFEST)
     p.add_argument("--style-manifest", type=Path, default=None, help="default: loras/styles.toml")
+    p.add_argument(
+        "--added-key",
+        default=ADDED_MANIFEST_KEY,
+        help="the added models' manifest in the bucket ('' = base models and style LoRAs only)",
+    )
+    p.add_argument(
+        "--folder",
+        action="append",
+        default=[],
+        help="only the models of this folder (repeatable; default: every folder)",
+    )
     p.add_argument("--verify-only", action="store_true", help="check what is on disk, download nothing")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="periodic run beside a running ComfyUI: the marker stays while new files arrive",
+    )
     p.add_argument(
         "--allow-unpinned",
         action="store_true",
@@ -511,15 +526,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("no bucket: pass --bucket or set %s", BUCKET_ENV)
         return 2
     options = Options(
-        attempts=args.attempts, verify_only=args.verify_only, allow_unpinned=args.allow_unpinned
+        attempts=args.attempts,
+        verify_only=args.verify_only,
+        allow_unpinned=args.allow_unpinned,
+        keep_marker=args.refresh,
     )
+    # --verify-only checks a frozen set (SageMaker's model archive): the added models are not part of it.
+    s3 = None if args.verify_only else s3_client()
     try:
-        entries = load_entries(args.models_manifest, args.style_manifest)
+        added = fetch_added(s3, args.bucket, args.added_key) if s3 and args.added_key else []
+        entries = in_folders(load_entries(args.models_manifest, args.style_manifest, added), args.folder)
     except ManifestError as exc:
         logger.error("%s", exc)
         return 2
-    s3 = None if args.verify_only else s3_client()
-    results = sync(s3, args.bucket or "", entries, args.models_dir, args.marker, options, args.jobs)
+    with exclusive(args.models_dir):
+        results = sync(s3, args.bucket or "", entries, args.models_dir, args.marker, options, args.jobs)
     sys.stdout.write(report(results) + "\n")
     return 0 if results and all(r.ok for r in results) else 1
 

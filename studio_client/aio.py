@@ -19,21 +19,41 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from studio_client import policy
-from studio_client.errors import EventStreamLost, from_event_stream, from_response, unreachable
+from studio_client.accounts import AsyncAccountCalls
+from studio_client.errors import (
+    EventStreamLost,
+    StudioError,
+    from_event_stream,
+    from_response,
+    unreachable,
+)
 from studio_client.models import Designer, Job, JobEvent, JobPage, JobRequest, Style, Upload
 from studio_client.policy import RetryPolicy
+from studio_client.projects import AsyncProjectMethods
+from studio_client.templates import (
+    Draft,
+    Publication,
+    Template,
+    TemplateSummary,
+    TemplateVersion,
+    ValidationReport,
+    report_from,
+    report_of_problems,
+    template_job_body,
+    template_list,
+)
 
 WS_OPEN_TIMEOUT_S = 5.0
 POLL_S = 1.0
 
 
-class AsyncStudioClient:
+class AsyncStudioClient(AsyncProjectMethods, AsyncAccountCalls):
     """One designer's (or integration's) session with the API; every failure raises StudioError."""
 
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None = None,
         *,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -44,7 +64,7 @@ class AsyncStudioClient:
         self.retry_policy = retry or RetryPolicy()
         self.poll_s = poll_s
         self.http = httpx.AsyncClient(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+            base_url=self.base_url, headers=policy.auth_headers(token), timeout=timeout_s
         )
 
     async def aclose(self) -> None:
@@ -120,12 +140,15 @@ class AsyncStudioClient:
         cursor: str | None = None,
         status: list[str] | None = None,
         style: str | None = None,
-        kind: str | None = None,
+        kind: str | list[str] | None = None,
         created_from: date | str | None = None,
         created_to: date | str | None = None,
+        project: str | None = None,
+        favourite: bool | None = None,
     ) -> JobPage:
         filters: dict[str, Any] = {"status": status, "style": style, "kind": kind}
-        filters |= {"created_from": created_from, "created_to": created_to}
+        filters |= {"created_from": created_from, "created_to": created_to, "project": project}
+        filters["favourite"] = "true" if favourite else ("false" if favourite is False else None)
         params = policy.list_params(limit, cursor, filters)
         return JobPage.model_validate(await self._get("/api/jobs", **params))
 
@@ -147,6 +170,70 @@ class AsyncStudioClient:
         path = f"/api/jobs/{job_id}/retry"
         r = await self.request("POST", path, idempotent=False, json={"new_seed": new_seed})
         return Job.model_validate(r.json())
+
+    async def create_template_job(
+        self,
+        template: str,
+        inputs: Mapping[str, Any],
+        version: int | None = None,
+        *,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+    ) -> Job:
+        """Run a template with values for its declared inputs (see StudioClient.create_template_job)."""
+        body = template_job_body(template, inputs, version, webhook_url)
+        headers = policy.create_headers(idempotency_key)
+        r = await self.request("POST", "/api/jobs", idempotent=True, json=body, headers=headers)
+        return Job.model_validate(r.json())
+
+    # --- templates (reading: everyone; writing: leads)
+    async def templates(self, *, include_retired: bool = False) -> list[TemplateSummary]:
+        params = {"include_retired": "true"} if include_retired else {}
+        return template_list(await self._get("/api/templates", **params))
+
+    async def get_template(self, name: str) -> Template:
+        return Template.model_validate(await self._get(f"/api/templates/{name}"))
+
+    async def get_template_version(self, name: str, version: int) -> TemplateVersion:
+        data = await self._get(f"/api/templates/{name}/versions/{version}")
+        return TemplateVersion.model_validate(data)
+
+    async def validate_template(self, declaration: Mapping[str, Any]) -> ValidationReport:
+        """The validation report (see StudioClient.validate_template)."""
+        path = "/api/templates/validate"
+        try:
+            r = await self.request("POST", path, idempotent=True, json=dict(declaration))
+        except StudioError as err:
+            if err.code != "template_invalid":
+                raise
+            return report_of_problems(err.details)
+        return report_from(r.json())
+
+    async def create_template(self, declaration: Mapping[str, Any]) -> Draft:
+        """Store a new template's draft (see StudioClient.create_template)."""
+        r = await self.request("POST", "/api/templates", idempotent=False, json=dict(declaration))
+        return Draft.model_validate(r.json())
+
+    async def update_draft(self, name: str, declaration: Mapping[str, Any]) -> Draft:
+        path = f"/api/templates/{name}/draft"
+        r = await self.request("PUT", path, idempotent=True, json=dict(declaration))
+        return Draft.model_validate(r.json())
+
+    async def publish_template(self, name: str) -> Publication:
+        return Publication.model_validate(await self._post(f"/api/templates/{name}/publish"))
+
+    async def rollback_template(self, name: str, version: int) -> TemplateSummary:
+        data = await self._post(f"/api/templates/{name}/rollback", json={"version": version})
+        return TemplateSummary.model_validate(data)
+
+    async def retire_template(self, name: str) -> TemplateSummary:
+        return TemplateSummary.model_validate(await self._post(f"/api/templates/{name}/retire"))
+
+    async def restore_template(self, name: str) -> TemplateSummary:
+        return TemplateSummary.model_validate(await self._post(f"/api/templates/{name}/restore"))
+
+    async def _post(self, path: str, **kwargs: Any) -> Any:
+        return (await self.request("POST", path, idempotent=True, **kwargs)).json()
 
     # --- sketches and images
     async def upload_sketch(
@@ -176,7 +263,7 @@ class AsyncStudioClient:
     # --- progress
     async def _open_events(self, job_id: str, after: int) -> ClientConnection:
         url = policy.events_url(self.base_url, job_id, after)
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers = policy.auth_headers(self.token)
         try:
             return await connect(url, additional_headers=headers, open_timeout=WS_OPEN_TIMEOUT_S)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:

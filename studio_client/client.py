@@ -20,21 +20,49 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from studio_client import policy
-from studio_client.errors import EventStreamLost, from_event_stream, from_response, unreachable
-from studio_client.models import Designer, Job, JobEvent, JobPage, JobRequest, Style, Upload
+from studio_client.accounts import AccountCalls
+from studio_client.errors import (
+    EventStreamLost,
+    StudioError,
+    from_event_stream,
+    from_response,
+    unreachable,
+)
+from studio_client.models import (
+    Designer,
+    Job,
+    JobEvent,
+    JobPage,
+    JobRequest,
+    Style,
+    Upload,
+)
 from studio_client.policy import RetryPolicy
+from studio_client.projects import ProjectMethods
+from studio_client.templates import (
+    Draft,
+    Publication,
+    Template,
+    TemplateSummary,
+    TemplateVersion,
+    ValidationReport,
+    report_from,
+    report_of_problems,
+    template_job_body,
+    template_list,
+)
 
 WS_OPEN_TIMEOUT_S = 5.0
 POLL_S = 1.0
 
 
-class StudioClient:
+class StudioClient(ProjectMethods, AccountCalls):
     """One designer's (or integration's) session with the API; every failure raises StudioError."""
 
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None = None,
         *,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -45,7 +73,7 @@ class StudioClient:
         self.retry_policy = retry or RetryPolicy()
         self.poll_s = poll_s
         self.http = httpx.Client(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+            base_url=self.base_url, headers=policy.auth_headers(token), timeout=timeout_s
         )
 
     def close(self) -> None:
@@ -123,13 +151,17 @@ class StudioClient:
         cursor: str | None = None,
         status: list[str] | None = None,
         style: str | None = None,
-        kind: str | None = None,
+        kind: str | list[str] | None = None,
         created_from: date | str | None = None,
         created_to: date | str | None = None,
+        project: str | None = None,
+        favourite: bool | None = None,
     ) -> JobPage:
-        """One page of the gallery, newest first; pass its `next_cursor` back for the next one."""
+        """One page of the gallery, newest first; pass its `next_cursor` back for the next one.
+        `project`: only the renders filed in it; `favourite=True`: only favourites."""
         filters: dict[str, Any] = {"status": status, "style": style, "kind": kind}
-        filters |= {"created_from": created_from, "created_to": created_to}
+        filters |= {"created_from": created_from, "created_to": created_to, "project": project}
+        filters["favourite"] = "true" if favourite else ("false" if favourite is False else None)
         params = policy.list_params(limit, cursor, filters)
         return JobPage.model_validate(self._get("/api/jobs", **params))
 
@@ -152,6 +184,104 @@ class StudioClient:
         path = f"/api/jobs/{job_id}/retry"
         r = self.request("POST", path, idempotent=False, json={"new_seed": new_seed})
         return Job.model_validate(r.json())
+
+    def create_template_job(
+        self,
+        template: str,
+        inputs: Mapping[str, Any],
+        version: int | None = None,
+        *,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+    ) -> Job:
+        """Run a template (its current version unless `version`) with values for its declared inputs; a
+        value the template refuses comes back as a 422 naming `inputs.<key>` (StudioError.fields())."""
+        body = template_job_body(template, inputs, version, webhook_url)
+        headers = policy.create_headers(idempotency_key)
+        r = self.request("POST", "/api/jobs", idempotent=True, json=body, headers=headers)
+        return Job.model_validate(r.json())
+
+    # --- templates (reading: everyone; writing: leads)
+    def templates(self, *, include_retired: bool = False) -> list[TemplateSummary]:
+        """Published templates (and a lead's own drafts); retired ones too when asked."""
+        params = {"include_retired": "true"} if include_retired else {}
+        return template_list(self._get("/api/templates", **params))
+
+    def get_template(self, name: str) -> Template:
+        return Template.model_validate(self._get(f"/api/templates/{name}"))
+
+    def get_template_version(self, name: str, version: int) -> TemplateVersion:
+        return TemplateVersion.model_validate(self._get(f"/api/templates/{name}/versions/{version}"))
+
+    def validate_template(self, declaration: Mapping[str, Any]) -> ValidationReport:
+        """The validation report of a declaration; nothing is stored. An invalid one is a report with
+        `ok` false (not an exception); StudioError for anything else (403 for a designer)."""
+        try:
+            r = self.request("POST", "/api/templates/validate", idempotent=True, json=dict(declaration))
+        except StudioError as err:
+            if err.code != "template_invalid":
+                raise
+            return report_of_problems(err.details)
+        return report_from(r.json())
+
+    def create_template(self, declaration: Mapping[str, Any]) -> Draft:
+        """Store a new template's draft, validated (201 with the report). An invalid one is stored too
+        and raises StudioError 422 `template_invalid`, its details the problems."""
+        r = self.request("POST", "/api/templates", idempotent=False, json=dict(declaration))
+        return Draft.model_validate(r.json())
+
+    def update_draft(self, name: str, declaration: Mapping[str, Any]) -> Draft:
+        """Replace a template's draft (same validation as create_template)."""
+        r = self.request("PUT", f"/api/templates/{name}/draft", idempotent=True, json=dict(declaration))
+        return Draft.model_validate(r.json())
+
+    def publish_template(self, name: str) -> Publication:
+        """The draft, re-validated against the instances now, becomes the next version (the same content
+        as an existing version makes that one current: `created` false)."""
+        return Publication.model_validate(self._post(f"/api/templates/{name}/publish"))
+
+    def rollback_template(self, name: str, version: int) -> TemplateSummary:
+        path = f"/api/templates/{name}/rollback"
+        return TemplateSummary.model_validate(self._post(path, json={"version": version}))
+
+    def retire_template(self, name: str) -> TemplateSummary:
+        """No new job may start from it; its jobs stay readable."""
+        return TemplateSummary.model_validate(self._post(f"/api/templates/{name}/retire"))
+
+    def restore_template(self, name: str) -> TemplateSummary:
+        return TemplateSummary.model_validate(self._post(f"/api/templates/{name}/restore"))
+
+    def _post(self, path: str, **kwargs: Any) -> Any:
+        # publish, rollback, retire and restore end in the same state when repeated: safe to retry
+        return self.request("POST", path, idempotent=True, **kwargs).json()
+
+    # --- models: the inventory (every designer) and adding one (leads; a pickle only for admins)
+    def models(self) -> dict[str, Any]:
+        """Per ComfyUI models folder, each file with the instances that have it, its pin and its users."""
+        data: dict[str, Any] = self._get("/api/models")
+        return data
+
+    def add_model(
+        self, folder: str, file: str, s3_key: str, licence: str, *, allow_pickle: bool = False
+    ) -> dict[str, Any]:
+        """Pin a model already in the models bucket (checked where it is; the same file again is a no-op)."""
+        body: dict[str, Any] = {"folder": folder, "file": file, "s3_key": s3_key, "licence": licence}
+        if allow_pickle:
+            body["allow_pickle"] = True
+        data: dict[str, Any] = self.request("POST", "/api/models", idempotent=True, json=body).json()
+        return data
+
+    def upload_model(
+        self, data: bytes, folder: str, file: str, licence: str, *, allow_pickle: bool = False
+    ) -> dict[str, Any]:
+        """Upload and pin a model file (the request body is the file, streamed to the models bucket)."""
+        params = {"folder": folder, "file": file, "licence": licence, "allow_pickle": allow_pickle}
+        headers = {"content-type": "application/octet-stream"}
+        r = self.request(
+            "POST", "/api/models/upload", idempotent=True, params=params, content=data, headers=headers
+        )
+        added: dict[str, Any] = r.json()
+        return added
 
     # --- sketches and images
     def upload_sketch(
@@ -181,7 +311,7 @@ class StudioClient:
     # --- progress
     def _open_events(self, job_id: str, after: int) -> ClientConnection:
         url = policy.events_url(self.base_url, job_id, after)
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers = policy.auth_headers(self.token)
         try:
             return connect(url, additional_headers=headers, open_timeout=WS_OPEN_TIMEOUT_S)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:

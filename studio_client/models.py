@@ -6,6 +6,7 @@ server's beyond types, so the server stays the one judge and its 422 comes back 
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,9 +21,16 @@ class _Shape(BaseModel):
 
 
 class ErrorDetail(_Shape):
+    """One detail of an error: the field it concerns; a template's problem also names where it lies."""
+
     field: str = "body"
     message: str = ""
     type: str | None = None
+    code: str | None = None
+    node_id: str | None = None
+    class_type: str | None = None
+    input: str | None = None
+    instance: str | None = None
 
 
 class JobError(_Shape):
@@ -46,6 +54,25 @@ class Image(_Shape):
     thumbnail_url: str
 
 
+class PassImage(_Shape):
+    """An intermediate pass of a template job (shown labelled under the result, not counted as a render)."""
+
+    id: str
+    url: str
+    thumbnail_url: str | None = None
+    width: int = 0
+    height: int = 0
+    label: str | None = None
+    node_id: str | None = None
+
+
+class TemplateRef(_Shape):
+    """The template (and version) a job ran."""
+
+    name: str
+    version: int | None = None
+
+
 class Notice(_Shape):
     code: str
     message: str
@@ -56,13 +83,15 @@ class Job(_Shape):
     id: str
     status: JobStatus
     kind: str
-    style: str
+    style: str | None = None
     params: dict[str, Any]
     seed: int
     queue_position: int | None = None
     progress: Progress
     error: JobError | None = None
     images: list[Image] = Field(default_factory=list)
+    passes: list[PassImage] = Field(default_factory=list)
+    template: TemplateRef | None = None
     attempts: int = 0
     retry_of: str | None = None
     cancel_requested: bool = False
@@ -71,10 +100,37 @@ class Job(_Shape):
     finished_at: datetime | None = None
     events_url: str
     notice: Notice | None = None
+    favourite: bool | None = Field(None, description="set in lists (list_jobs)")
+    projects: list[str] | None = Field(None, description="ids of the projects it is filed in (in lists)")
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class Project(_Shape):
+    id: str
+    name: str
+    client: str = ""
+    room: str = ""
+    created_at: datetime
+    renders: int = 0
+    cover_url: str | None = None
+
+
+class ShareLink(_Shape):
+    id: str
+    title: str
+    scope: Literal["project", "selection"]
+    project_id: str | None = None
+    image_ids: list[str] | None = None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    access_count: int = 0
+    last_access_at: datetime | None = None
+    active: bool
+    url: str | None = Field(None, description="only in the answer that made it: the link to send")
 
 
 class JobPage(_Shape):
@@ -121,10 +177,21 @@ class Designer(_Shape):
     name: str
     active_jobs: int
     max_active_jobs: int
+    role: str | None = None  # designer, lead or admin (None: a server that does not say)
+
+
+class LivePreview(_Shape):
+    """The render forming: a sampler's newest preview (a small JPEG, at most 512 px) at `step` of `steps`."""
+
+    step: int
+    steps: int
+    mime: str
+    image: bytes
 
 
 class JobEvent(_Shape):
-    """One message of a job's event stream. `position` messages (queue position, notice) have no id."""
+    """One message of a job's event stream. `position` messages (queue position, notice) and `preview`
+    messages (the newest live image while it samples; never stored, never replayed) have no id."""
 
     id: int | None = None
     job_id: str
@@ -135,6 +202,18 @@ class JobEvent(_Shape):
     @property
     def is_final(self) -> bool:
         return self.type in FINAL_STATUSES
+
+    @property
+    def preview(self) -> LivePreview | None:
+        """A `preview` message's image, decoded from its data URL; None for any other message."""
+        if self.type != "preview":
+            return None
+        head, _, body = str(self.data.get("image", "")).partition(",")
+        if not head.startswith("data:") or not head.endswith(";base64"):
+            return None
+        mime = head[5:].removesuffix(";base64")
+        step, steps = int(self.data.get("step") or 0), int(self.data.get("steps") or 0)
+        return LivePreview(step=step, steps=steps, mime=mime, image=base64.b64decode(body))
 
 
 class JobRequest(BaseModel):

@@ -25,6 +25,12 @@ import httpx
 from studio_client.errors import StudioError
 from studio_client.models import Job, JobEvent, JobRequest
 
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The bearer header of a token (none for an anonymous client: it may only sign in)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 RETRY_STATUSES = frozenset({502, 503, 504})
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 

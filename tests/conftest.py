@@ -3,6 +3,9 @@
 pytest_plugins = [
     "tests.support.aws",
     "tests.support.comfy",
+    "tests.support.conditions",
     "tests.support.db",
     "tests.support.backend",
+    "tests.support.oidc",
+    "tests.support.network",
 ]

@@ -48,3 +48,10 @@ def test_env_example_values_are_valid_settings(tmp_path: Path) -> None:
     settings = Settings(_env_file=env)  # type: ignore[call-arg]
     assert settings.comfy_instances[0].url == "http://127.0.0.1:8188"
     assert settings.is_sqlite
+
+
+def test_every_ui_sign_in_secrets_setting_is_in_env_example() -> None:
+    from frontend.auth_secrets import AuthSecretsSettings
+
+    missing = {name.upper() for name in AuthSecretsSettings.model_fields} - set(documented())
+    assert not missing, f".env.example lacks {sorted(missing)}"

@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from backend import job_queries
 from backend.models import Image, Job, JobStatus
-from backend.schemas import ErrorInfo, ImageOut, JobOut, Progress
+from backend.schemas import ErrorInfo, ImageOut, JobOut, PassOut, Progress, TemplateRef
 
 
 def image_out(image: Image | Row[Any]) -> ImageOut:
@@ -28,12 +28,30 @@ def image_out(image: Image | Row[Any]) -> ImageOut:
     )
 
 
+def pass_out(image: Image | Row[Any]) -> PassOut:
+    return PassOut(
+        id=image.id,
+        node_id=image.node_id,
+        label=image.label,
+        width=image.width,
+        height=image.height,
+        url=f"/api/images/{image.id}",
+        thumbnail_url=f"/api/images/{image.id}/thumbnail",
+    )
+
+
 def job_out(
-    job: Job | Row[Any], queue_position: int | None = None, images: Sequence[Image | Row[Any]] | None = None
+    job: Job | Row[Any],
+    queue_position: int | None = None,
+    images: Sequence[Image | Row[Any]] | None = None,
+    template_version: int | None = None,
 ) -> JobOut:
-    """`job` is a `Job`, or a row of its columns (`api.job_reads`) with its `images` rows beside it."""
+    """`job` is a `Job`, or a row of its columns (`api.job_reads`, with `template_version`) with its
+    `images` rows beside it. Images of role `pass` are shown apart from the renders."""
     error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
-    return JobOut(
+    every = job.images if images is None else images
+    version = getattr(job, "template_version", None) if template_version is None else template_version
+    out = JobOut(
         id=job.id,
         status=job.status,
         kind=job.kind,
@@ -43,7 +61,9 @@ def job_out(
         queue_position=queue_position,
         progress=Progress(value=job.progress_value, max=job.progress_max),
         error=error,
-        images=[image_out(i) for i in (job.images if images is None else images)],
+        images=[image_out(i) for i in every if getattr(i, "role", "result") != "pass"],
+        passes=[pass_out(i) for i in every if getattr(i, "role", "result") == "pass"],
+        template=TemplateRef(name=job.kind, version=version),
         attempts=job.attempts,
         retry_of=job.retry_of,
         cancel_requested=job.cancel_requested,
@@ -52,6 +72,8 @@ def job_out(
         finished_at=job.finished_at,
         events_url=f"/api/jobs/{job.id}/events",
     )
+    out._lane = job.lane
+    return out
 
 
 async def load_images(session: AsyncSession, job: Job) -> None:
@@ -68,7 +90,8 @@ async def load_images(session: AsyncSession, job: Job) -> None:
 async def job_view(session: AsyncSession, job: Job) -> JobOut:
     """The job as the API shows it (images loaded, queue position computed) inside the open transaction."""
     await load_images(session, job)
-    return job_out(job, await job_queries.queue_position(session, job))
+    version = await job_queries.template_version_number(session, job.template_version_id)
+    return job_out(job, await job_queries.queue_position(session, job), template_version=version)
 
 
 CURSOR_PATTERN = r"^[0-9]{1,17}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"

@@ -21,6 +21,11 @@ from backend.availability import Availability
 from backend.config import Settings
 from backend.db import SessionMaker, read_session
 from backend.events import EventHub
+from backend.instances import InstanceMonitor
+from backend.model_manifest import ModelManifest, pinned_models
+from backend.model_store import ModelStore
+from backend.models import Role
+from backend.previews import PreviewHub
 from backend.storage import Storage
 from contract.styles import Manifest
 
@@ -57,7 +62,12 @@ async def _http(conn: HTTPConnection) -> httpx.AsyncClient:
 
 async def _availability(conn: HTTPConnection) -> Availability:
     state = conn.app.state
-    return Availability(state.instances, state.settings, state.manifest)
+    return Availability(state.instances, state.settings, state.manifest, getattr(state, "lane_needs", None))
+
+
+async def _instances(conn: HTTPConnection) -> InstanceMonitor:
+    monitor: InstanceMonitor = conn.app.state.instances
+    return monitor
 
 
 async def _event_hub(conn: HTTPConnection) -> EventHub:
@@ -65,9 +75,20 @@ async def _event_hub(conn: HTTPConnection) -> EventHub:
     return hub
 
 
+async def _preview_hub(conn: HTTPConnection) -> PreviewHub:
+    hub: PreviewHub = conn.app.state.preview_hub
+    return hub
+
+
 async def _token_cache(conn: HTTPConnection) -> TokenCache:
     cache: TokenCache = conn.app.state.token_cache
     return cache
+
+
+async def _model_store(conn: HTTPConnection) -> ModelStore | None:
+    """The models bucket; None when MODELS_BUCKET is not set (adding models is off)."""
+    store: ModelStore | None = conn.app.state.model_store
+    return store
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -77,8 +98,11 @@ EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 SessionMakerDep = Annotated[SessionMaker, Depends(_sessionmaker)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(_http)]
 EventHubDep = Annotated[EventHub, Depends(_event_hub)]
+PreviewHubDep = Annotated[PreviewHub, Depends(_preview_hub)]
 TokenCacheDep = Annotated[TokenCache, Depends(_token_cache)]
 AvailabilityDep = Annotated[Availability, Depends(_availability)]
+InstancesDep = Annotated[InstanceMonitor, Depends(_instances)]
+ModelStoreDep = Annotated[ModelStore | None, Depends(_model_store)]
 
 
 async def _session(sessionmaker: SessionMakerDep) -> AsyncIterator[AsyncSession]:
@@ -126,3 +150,29 @@ async def _key_manager(designer: CurrentDesigner) -> Principal:
 
 
 KeyManager = Annotated[Principal, Depends(_key_manager)]
+
+
+async def _lead(designer: CurrentDesigner) -> Principal:
+    """A lead designer (or an admin), with their own token: publishes templates, adds models."""
+    designer.require_role(Role.lead)
+    return designer
+
+
+async def _admin(designer: CurrentDesigner) -> Principal:
+    designer.require_role(Role.admin)
+    return designer
+
+
+LeadDep = Annotated[Principal, Depends(_lead)]
+AdminDep = Annotated[Principal, Depends(_admin)]
+
+
+async def _model_manifest(
+    settings: SettingsDep, styles: ManifestDep, sessionmaker: SessionMakerDep
+) -> ModelManifest:
+    """The pinned model files as stored now (base, styles, and the models leads added)."""
+    async with sessionmaker() as session:
+        return await pinned_models(session, settings, styles)
+
+
+ModelManifestDep = Annotated[ModelManifest, Depends(_model_manifest)]

@@ -2,9 +2,13 @@
 
 Both replay the job's stored events after `after` (or SSE's `Last-Event-ID`), then stream new ones, plus a
 `position` message while the job waits in the queue (with a `notice` while every ComfyUI server of its kind
-is down, else null); the stream ends after the final event. Reconnecting with the last id seen loses
-nothing and repeats nothing. Browsers cannot set headers on a WebSocket or EventSource: these routes also
-accept the token as `?access_token=`.
+is down, or while no server can run its template (`cannot_run`), else null); the stream ends after the
+final event. Reconnecting with the last id seen loses nothing and repeats nothing. Browsers cannot set
+headers on a WebSocket or EventSource: these routes also accept the token as `?access_token=`.
+
+While the job samples, `preview` messages (no id: never stored, never replayed) carry the newest live
+preview, `{"step", "steps", "image": "data:image/jpeg;base64,..."}`, at most about 4 a second; a slow
+reader skips previews, never the stored events (backend/previews.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
@@ -19,13 +24,20 @@ from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from backend import job_queries
-from backend.api.deps import AvailabilityDep, EventHubDep, SessionMakerDep, TokenCacheDep
+from backend.api.deps import (
+    AvailabilityDep,
+    EventHubDep,
+    PreviewHubDep,
+    SessionMakerDep,
+    TokenCacheDep,
+)
 from backend.api.jobs import get_job
 from backend.auth import Principal, authenticate
 from backend.availability import Availability
 from backend.db import SessionMaker, read_session
 from backend.errors import AppError, error_body
 from backend.events import Event, EventHub, job_events
+from backend.previews import Preview, PreviewHub, Slot
 
 router = APIRouter(prefix="/api", tags=["events"])
 POSITION_EVERY_S = 1.0
@@ -41,8 +53,27 @@ async def _position(
     async with session:
         job = await get_job(session, designer, job_id)
         position = await job_queries.queue_position(session, job)
-    notice = availability.notice(job.kind) if position is not None else None
+    notice = await availability.lane_notice(job.lane) if position is not None else None
     return job.status, position, notice and notice.model_dump()
+
+
+async def _next(queue: asyncio.Queue[Event], slot: Slot | None, timeout_s: float) -> Event | Preview | None:
+    """The next stored event (first), or the newest preview, or None after `timeout_s`."""
+    if not queue.empty():
+        return queue.get_nowait()
+    if slot is None:
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(queue.get(), timeout_s)
+        return None
+    if slot.newest is None:
+        get = asyncio.ensure_future(queue.get())
+        changed = asyncio.ensure_future(slot.changed.wait())
+        done, pending = await asyncio.wait({get, changed}, timeout=timeout_s, return_when=FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if get in done:
+            return get.result()
+    return slot.take()
 
 
 async def stream(
@@ -52,10 +83,12 @@ async def stream(
     designer: Principal,
     job_id: str,
     after: int,
+    previews: PreviewHub | None = None,
 ) -> AsyncGenerator[dict[str, Any]]:
     """The job's events as JSON objects: replay, then live; ends after the final event."""
     status, position, notice = await _position(sessionmaker, availability, designer, job_id)  # 404 first
     queue = hub.subscribe(job_id)
+    slot = previews.subscribe(job_id) if previews is not None else None
     try:
         sent: set[int] = set()
         for event in await job_events(sessionmaker, job_id, after):
@@ -70,9 +103,11 @@ async def stream(
             if position is not None and (position, notice) != last:
                 last = (position, notice)
                 yield {"type": "position", "job_id": job_id, "data": {"position": position, "notice": notice}}
-            try:
-                live: Event = await asyncio.wait_for(queue.get(), POSITION_EVERY_S)
-            except TimeoutError:
+            live = await _next(queue, slot, POSITION_EVERY_S)
+            if isinstance(live, Preview):
+                yield live.as_message()
+                continue
+            if live is None:
                 status, position, notice = await _position(sessionmaker, availability, designer, job_id)
                 continue
             if live.id in sent or live.id <= after:
@@ -85,6 +120,8 @@ async def stream(
                 position = None if live.data.get("status") != "queued" else position
     finally:
         hub.unsubscribe(job_id, queue)
+        if previews is not None and slot is not None:
+            previews.unsubscribe(job_id, slot)
 
 
 def _token(authorization: str | None, access_token: str | None) -> str | None:
@@ -98,6 +135,7 @@ async def events_ws(
     websocket: WebSocket,
     job_id: str,
     hub: EventHubDep,
+    preview_hub: PreviewHubDep,
     sessionmaker: SessionMakerDep,
     availability: AvailabilityDep,
     cache: TokenCacheDep,
@@ -110,7 +148,7 @@ async def events_ws(
             websocket.headers.get("authorization"), access_token
         )
         designer = await authenticate(cache, sessionmaker, token)
-        iterator = stream(hub, sessionmaker, availability, designer, job_id, after)
+        iterator = stream(hub, sessionmaker, availability, designer, job_id, after, preview_hub)
         first = await anext(iterator, None)
     except AppError as exc:
         await websocket.accept()
@@ -144,6 +182,7 @@ def _sse(message: dict[str, Any]) -> str:
 async def events_sse(
     job_id: str,
     hub: EventHubDep,
+    preview_hub: PreviewHubDep,
     sessionmaker: SessionMakerDep,
     availability: AvailabilityDep,
     cache: TokenCacheDep,
@@ -157,7 +196,7 @@ async def events_sse(
     designer = await authenticate(cache, sessionmaker, x_api_key or _token(authorization, access_token))
     if last_event_id and last_event_id.isdigit():
         after = max(after, int(last_event_id))
-    iterator = stream(hub, sessionmaker, availability, designer, job_id, after)
+    iterator = stream(hub, sessionmaker, availability, designer, job_id, after, preview_hub)
     first = await anext(iterator, None)  # raises 404 as JSON before the stream starts
 
     async def body() -> AsyncIterator[str]:

@@ -17,15 +17,17 @@ from sqlalchemy import Row, Select, String, and_, bindparam, case, func, or_, se
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.db import single_reads
-from backend.models import Image, Job, JobStatus
+from backend.models import Image, Job, JobStatus, TemplateVersion
 
 _JOBS = Job.__table__
 _IMAGES = Image.__table__
+_VERSIONS = TemplateVersion.__table__
 JOB_COLUMNS = (
     "id",
     "designer_id",
     "status",
     "kind",
+    "lane",
     "style",
     "params",
     "seed",
@@ -41,13 +43,13 @@ JOB_COLUMNS = (
     "started_at",
     "finished_at",
 )
-IMAGE_COLUMNS = ("id", "index", "width", "height", "seed", "size_bytes")
+IMAGE_COLUMNS = ("id", "index", "width", "height", "seed", "size_bytes", "role", "node_id", "label")
 _JOB_ID = bindparam("job_id", type_=String())
 
 
 @functools.cache
 def _job_statement() -> Select[Any]:
-    """The job's shown columns and `queue_position` (queued jobs of its kind ahead of it, plus one; NULL
+    """The job's shown columns and `queue_position` (queued jobs of its lane ahead of it, plus one; NULL
     unless queued): the same count as `job_queries.queue_position`, correlated instead of bound."""
     job = _JOBS.alias("job")
     ahead = _JOBS.alias("ahead")
@@ -56,7 +58,7 @@ def _job_statement() -> Select[Any]:
         .select_from(ahead)
         .where(
             ahead.c.status == JobStatus.queued,
-            ahead.c.kind == job.c.kind,
+            ahead.c.lane == job.c.lane,
             or_(
                 ahead.c.priority > job.c.priority,
                 and_(
@@ -68,7 +70,13 @@ def _job_statement() -> Select[Any]:
         .scalar_subquery()
     )
     position = case((job.c.status == JobStatus.queued, count + 1), else_=None).label("queue_position")
-    return select(*(job.c[name] for name in JOB_COLUMNS), position).where(job.c.id == _JOB_ID)
+    version = (
+        select(_VERSIONS.c.version)
+        .where(_VERSIONS.c.id == job.c.template_version_id)
+        .scalar_subquery()
+        .label("template_version")
+    )
+    return select(*(job.c[name] for name in JOB_COLUMNS), position, version).where(job.c.id == _JOB_ID)
 
 
 @functools.cache

@@ -13,9 +13,10 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend import notify
+from backend import audit, notify
 from backend.api.deps import KeyManager, ReadSessionDep, SessionDep, SettingsDep
 from backend.api_keys import hash_key, new_key
+from backend.audit import Actor
 from backend.auth import Principal
 from backend.config import Settings
 from backend.db import writing
@@ -67,6 +68,13 @@ async def _own_key(session: AsyncSession, designer: Principal, key_id: str) -> A
     return key
 
 
+def _audit(session: AsyncSession, action: str, designer: Principal, key: ApiKey) -> None:
+    details = {"name": key.name, "prefix": key.prefix, "scopes": key.scopes}  # the prefix is public
+    audit.record(
+        session, action, Actor(designer.id, designer.name), target=("api_key", key.id), details=details
+    )
+
+
 @router.post(
     "/keys", status_code=201, response_model=ApiKeyCreated, responses=ERRORS, summary="Make an API key"
 )
@@ -88,6 +96,8 @@ async def create_key(
     )
     async with writing(session):
         session.add(key)
+        await session.flush()
+        _audit(session, "key_created", designer, key)
     return ApiKeyCreated(**key_out(key, settings).model_dump(), key=secret)
 
 
@@ -113,6 +123,7 @@ async def rotate_key(
         key = await _own_key(session, designer, key_id)
         key.secret_hash, key.prefix, key.rotated_at = hash_key(secret), prefix, utcnow()
         notify.designer_changed(session, designer.id)
+        _audit(session, "key_rotated", designer, key)
     return ApiKeyCreated(**key_out(key, settings).model_dump(), key=secret)
 
 
@@ -122,4 +133,5 @@ async def revoke_key(key_id: str, session: SessionDep, designer: KeyManager) -> 
         key = await _own_key(session, designer, key_id)
         key.revoked_at = utcnow()
         notify.designer_changed(session, designer.id)
+        _audit(session, "key_revoked", designer, key)
     return Response(status_code=204)

@@ -68,5 +68,6 @@ async def me(settings: SettingsDep, session: ReadSessionDep, designer: CurrentDe
         id=designer.id,
         name=designer.name,
         active_jobs=await job_queries.active_jobs(session, designer.id),
-        max_active_jobs=settings.max_active_jobs_per_designer,
+        max_active_jobs=designer.max_active_jobs or settings.max_active_jobs_per_designer,
+        role=designer.role.value,
     )

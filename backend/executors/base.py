@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class Executor(Protocol):
     name: str  # this executor's instance (a ComfyUI server's name, the SageMaker endpoint)
     executor_type: str  # "comfy" | "sagemaker", stored on the jobs it claims (`Job.executor`)
-    serves: frozenset[str]  # the job kinds it runs ("text", "sketch")
+    serves: frozenset[str]  # its configured lanes ("text", "sketch"); template lanes: backend.lanes
 
     @property
     def is_available(self) -> bool: ...

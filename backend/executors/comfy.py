@@ -23,19 +23,20 @@ import httpx
 
 from backend.config import ComfyInstance
 from backend.executors.base import Followed, FollowedJobs
+from backend.executors.previews import PreviewRelay
 from backend.job_context import JobGateway, RenderOutput
 from backend.models import Job
-from backend.render_request import InvalidJob, Sketch
+from backend.render_request import InputImage, InvalidJob, sampling_steps
 from contract.comfy_client import (
     ComfyClient,
     ComfyError,
     ComfyExecutionFailed,
     ComfyRejected,
     ComfyUnreachable,
+    Preview,
     execution_failure,
     was_interrupted,
 )
-from contract.graphs import SAMPLER, SAVE
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,29 @@ class Active(Followed):
     last_ws_at: float = 0.0
     submitted_mono: float = field(default_factory=time.monotonic)
     oom_retries: int = 0
+    steps: dict[str, int] = field(default_factory=dict)  # sampling node → its steps (the graph's literal)
+    node_steps: dict[str, int] = field(default_factory=dict)  # sampling node → steps done this attempt
+
+    def __post_init__(self) -> None:
+        self.steps = sampling_steps(self.job.graph or {})
+
+    def on_progress(self, node: str, value: int, maximum: int) -> None:
+        """A sampling node's step: the job's progress is the steps done across every sampling node of the
+        graph, out of their sum (a graph without any: the node's own count)."""
+        if self.steps and node not in self.steps:
+            return
+        if self.steps:
+            self.node_steps[node] = max(self.node_steps.get(node, 0), min(value, self.steps[node]))
+        self.progress = self.progress_at(node, value, maximum)
+
+    def progress_at(self, node: str, value: int, maximum: int) -> tuple[int, int]:
+        """The job's progress once `node` reaches `value` (what on_progress would make it)."""
+        if not self.steps:
+            return (value, maximum)
+        if node not in self.steps:
+            return self.progress
+        done = {**self.node_steps, node: max(self.node_steps.get(node, 0), min(value, self.steps[node]))}
+        return (sum(done.values()), sum(self.steps.values()))
 
 
 class ComfyExecutor(FollowedJobs[Active]):
@@ -82,6 +106,7 @@ class ComfyExecutor(FollowedJobs[Active]):
         self._resubmitting = asyncio.Lock()  # jobs lost together go back one at a time, in queue order
         self._borrowed: dict[str, asyncio.Task[None]] = {}  # another client id → its socket's task
         self._borrowed_users: dict[str, int] = {}  # another client id → adopted jobs that need it
+        self.previews = PreviewRelay(ctx.sessionmaker, self._preview_progress)
 
     # --- capacity, as the dispatcher sees it ------------------------------------------------------
     @property
@@ -101,6 +126,7 @@ class ComfyExecutor(FollowedJobs[Active]):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.previews.close()
         await self.client.close()
 
     async def drain(self, grace_s: float) -> None:
@@ -125,12 +151,12 @@ class ComfyExecutor(FollowedJobs[Active]):
         backoff = WS_BACKOFF_MIN_S
         while True:
             try:
-                async for msg in self.client.messages():
+                async for msg in self.client.events():
                     if not self.ws_up:
                         self.ws_up, self.down_since, backoff = True, None, WS_BACKOFF_MIN_S
                         logger.info("ComfyUI %s is up", self.name, extra={"action": "comfy_up"})
                         self._wake_all()
-                    self._on_message(msg)
+                    self._on_event(msg)
             except ComfyUnreachable as exc:
                 logger.debug("socket to %s failed: %s", self.name, exc)
             if self.ws_up or self.down_since is None:
@@ -156,6 +182,24 @@ class ComfyExecutor(FollowedJobs[Active]):
         for a in self.active.values():
             a.wake.set()
 
+    def _on_event(self, msg: dict[str, Any] | Preview) -> None:
+        if isinstance(msg, Preview):
+            self.previews.on_preview(msg)
+            return
+        self.previews.on_message(msg)
+        self._on_message(msg)
+
+    def _preview_progress(
+        self, job_id: str, node: str | None, value: int | None, maximum: int | None
+    ) -> tuple[int, int] | None:
+        """A preview's (step, steps): at its node's value when known, else the job's progress."""
+        a = self.active.get(job_id)
+        if a is None:
+            return None
+        if node is None or value is None or maximum is None:
+            return a.progress
+        return a.progress_at(node, value, maximum)
+
     def _on_message(self, msg: dict[str, Any]) -> None:
         data = msg.get("data") or {}
         a = self.active.get(str(data.get("prompt_id")))
@@ -165,9 +209,9 @@ class ComfyExecutor(FollowedJobs[Active]):
         kind = msg.get("type")
         if kind == "execution_start":
             a.started = True
-        elif kind == "progress" and data.get("node") == SAMPLER:
+        elif kind == "progress":
             a.started = True
-            a.progress = (int(data.get("value", 0)), int(data.get("max", 0)))
+            a.on_progress(str(data.get("node")), int(data.get("value", 0)), int(data.get("max", 0)))
         elif kind == "executing" and data.get("node") is None:
             a.done = True
         else:
@@ -176,18 +220,24 @@ class ComfyExecutor(FollowedJobs[Active]):
 
     # --- jobs ---------------------------------------------------------------------------------------
     async def run_job(self, job: Job) -> None:
-        await self._follow_guarded(Active(job), self._submit_and_follow)
+        try:
+            await self._follow_guarded(Active(job), self._submit_and_follow)
+        finally:
+            await self.previews.end(job.id)
 
     async def resume_job(self, job: Job) -> None:
         submitter = str((job.external or {}).get("client_id") or "")
-        if not submitter or submitter == self.client.client_id:
-            await self._follow_guarded(Active(job), self._follow)
-            return
-        self._listen_as(submitter)
         try:
-            await self._follow_guarded(Active(job), self._follow)
+            if not submitter or submitter == self.client.client_id:
+                await self._follow_guarded(Active(job), self._follow)
+                return
+            self._listen_as(submitter)
+            try:
+                await self._follow_guarded(Active(job), self._follow)
+            finally:
+                await self._stop_listening_as(submitter)
         finally:
-            await self._stop_listening_as(submitter)
+            await self.previews.end(job.id)
 
     # --- another dispatcher's socket ----------------------------------------------------------------
     def _listen_as(self, client_id: str) -> None:
@@ -213,8 +263,8 @@ class ComfyExecutor(FollowedJobs[Active]):
         try:
             while True:
                 with contextlib.suppress(ComfyUnreachable):
-                    async for msg in client.messages():
-                        self._on_message(msg)
+                    async for msg in client.events():
+                        self._on_event(msg)
                 await asyncio.sleep(PROBE_INTERVAL_S)
         finally:
             await client.close()
@@ -223,14 +273,15 @@ class ComfyExecutor(FollowedJobs[Active]):
         if await self._submit(a):
             await self._follow(a)
 
-    async def _upload_sketch(self, sketch: Sketch) -> str:
-        return await self.client.upload_image(sketch.png, sketch.filename, sketch.subfolder)
+    async def _upload_image(self, image: InputImage) -> str:
+        """Into ComfyUI's input folder under the exact name the graph loads (overwriting: content-named)."""
+        return await self.client.upload_image(image.png, image.filename, image.subfolder)
 
     async def _submit(self, a: Active, resubmit_reason: str | None = None) -> bool:
         """Send the job's graph; False when the job ended or went back to the queue instead."""
         job = a.job
         try:
-            request = await self.ctx.render_request(job, self._upload_sketch)
+            request = await self.ctx.render_request(job, self._upload_image)
             await self.client.submit(request.graph, job.id, request.extra_data)
         except InvalidJob as exc:
             await self.ctx.fail(job.id, "invalid_job", str(exc))
@@ -251,6 +302,7 @@ class ComfyExecutor(FollowedJobs[Active]):
         if held is None:
             return False
         a.job, a.submitted_mono = held, time.monotonic()
+        a.steps = sampling_steps(request.graph)
         self.last_lora = job.lora_name
         logger.info(
             "job %s submitted to %s", job.id, self.name, extra={"action": "job_submitted", "job_id": job.id}
@@ -382,7 +434,7 @@ class ComfyExecutor(FollowedJobs[Active]):
     async def _resubmit(self, a: Active, reason: str) -> bool:
         """Submit the job again; its `started` and the progress already shown stay as they are (the
         queue records the new attempt's steps once they pass them). True when the job ended instead."""
-        a.done, a.started, a.progress = False, False, a.progress_recorded
+        a.done, a.started, a.progress, a.node_steps = False, False, a.progress_recorded, {}
         # A first submit whose answer was lost (timeout) was never recorded: this is its first attempt.
         if await self._submit(a, resubmit_reason=reason if a.job.attempts else None):
             return False
@@ -406,7 +458,7 @@ class ComfyExecutor(FollowedJobs[Active]):
                     await self.ctx.cancelled(job.id)
                     return True
                 return await self._lost(a, job.attempts)
-            outputs = await self._fetch_outputs(entry)
+            outputs = await self._fetch_outputs(job, entry)
         except ComfyUnreachable as exc:
             logger.warning("job %s: fetching results failed (%s); will retry", job.id, exc)
             a.done = True
@@ -427,12 +479,15 @@ class ComfyExecutor(FollowedJobs[Active]):
         )
         return True
 
-    async def _fetch_outputs(self, entry: dict[str, Any]) -> list[RenderOutput]:
-        images = (entry.get("outputs", {}).get(SAVE) or {}).get("images", [])
+    async def _fetch_outputs(self, job: Job, entry: dict[str, Any]) -> list[RenderOutput]:
+        """The images of the SaveImage nodes the job keeps (its version's results and passes)."""
         outputs = []
-        for index, ref in enumerate(images):
-            png = await self.client.view(ref["filename"], ref.get("subfolder", ""), ref.get("type", "output"))
-            outputs.append(RenderOutput(png, index))
+        for node_id in (await self.ctx.outputs(job)).nodes:
+            images = (entry.get("outputs", {}).get(node_id) or {}).get("images", [])
+            for index, ref in enumerate(images):
+                kind = ref.get("type", "output")
+                png = await self.client.view(ref["filename"], ref.get("subfolder", ""), kind)
+                outputs.append(RenderOutput(png, index, node_id))
         return outputs
 
 

@@ -1,6 +1,6 @@
 """The overflow executor: SageMaker asynchronous inference in front of the container adapter.
 
-Per job: the request (`{"job_id", "graph", "extra_data", "sketch"}`, the adapter's contract) goes to
+Per job: the request (`{"job_id", "graph", "extra_data", "images"}`, the adapter's contract) goes to
 `s3://<bucket>/<jobs prefix><job_id>/input.json`, then InvokeEndpointAsync with InferenceId = job id,
 S3OutputPathExtension = job id and a deterministic Filename per invocation (`invocation-<n>.json`), so
 every invocation's output and failure keys are known before it is made. SageMaker writes the adapter's
@@ -27,7 +27,7 @@ work really under way) and then marked cancelled without storing anything.
 
 Events are coarse: `submitted` per invocation, `started` when SageMaker accepts it, then the end.
 Every change of job state goes through the `JobGateway` (`backend/job_context.py`), which also builds
-the request (the same render request the ComfyUI executor sends, with the sketch inside it).
+the request (the same render request the ComfyUI executor sends, with its images inside it).
 """
 
 from __future__ import annotations
@@ -465,7 +465,11 @@ class SageMakerExecutor(FollowedJobs[Active]):
         try:
             answer = json.loads(body)
             outputs = [
-                RenderOutput(base64.b64decode(img["png_base64"], validate=True), int(img.get("index", n)))
+                RenderOutput(
+                    base64.b64decode(img["png_base64"], validate=True),
+                    int(img.get("index", n)),
+                    None if img.get("node_id") is None else str(img["node_id"]),
+                )
                 for n, img in enumerate(answer.get("images") or [])
             ]
             render_s = float((answer.get("timings") or {}).get("render_s") or 0.0)

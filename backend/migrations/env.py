@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from backend.config import Settings
+from backend.config import Settings, get_settings
 from backend.db import make_engine
 from backend.models import Base
 
@@ -17,7 +17,7 @@ target_metadata = Base.metadata
 
 def _settings() -> Settings:
     url = config.get_main_option("sqlalchemy.url")
-    return Settings(database_url=url) if url else Settings()
+    return Settings(database_url=url) if url else get_settings()
 
 
 def _run(connection: Connection) -> None:

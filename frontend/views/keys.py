@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from frontend import theme
 from frontend.api_client import ApiClient, ApiError
 from frontend.components import escape
 from frontend.context import client
@@ -65,9 +66,9 @@ def key_row(api: ApiClient, key: dict[str, Any]) -> None:
     with st.container(border=True):
         c1, c2, c3 = st.columns([4, 1, 1])
         c1.markdown(f"**{escape(key['name'])}** · `{key['prefix']}…` · {', '.join(key['scopes'])}")
-        used = key["last_used_at"][:16].replace("T", " ") if key["last_used_at"] else "never"
+        used = theme.local_time(key["last_used_at"]) if key["last_used_at"] else "never"
         c1.caption(
-            f"Created {key['created_at'][:10]} · last used {used} UTC · "
+            f"Created {theme.local_time(key['created_at'])[:10]} · last used {used} · "
             f"{key['rate_limit_per_minute']} requests/min · {key['renders_per_day']} renders/day"
         )
         c2.button("Rotate", key=f"key_rotate_{key['id']}", on_click=_rotate, args=(api, key["id"]))

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import Any
 
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
-from frontend import presets, state
+from frontend import presets, render_panel, sketch_form, state, style_cards, template_form, wording
 from frontend.api_client import ApiClient, ApiError
-from frontend.components import comparison, escape, follow, image_bytes, results, settings_text, show_outcome
-
-CANVAS_W, CANVAS_H = 480, 320
-SKETCH_TYPES = ["png", "jpg", "jpeg", "webp"]
+from frontend.components import comparison, escape
 
 
 def _apply_preset() -> None:
@@ -58,7 +53,28 @@ def job_body() -> dict[str, Any]:
     return body
 
 
+def form_problems() -> dict[str, str]:
+    """Field -> why Render is off: what the API would refuse, said before it is sent."""
+    ss = st.session_state
+    found = {
+        "w_prompt": wording.text_problem(ss["w_prompt"] or "", required=True),
+        "w_negative": wording.text_problem(ss["w_negative"] or ""),
+        "w_width": wording.side_problem(ss["w_width"]),
+        "w_height": wording.side_problem(ss["w_height"]),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def field_problem(key: str, problems: dict[str, str]) -> None:
+    """The reason next to its field (a keyed container the browser tests find)."""
+    if key in problems:
+        with st.container(key=f"problem_{key}"):
+            st.error(escape(problems[key]), icon=":material/error:")
+
+
 def _submit(client: ApiClient) -> None:
+    if form_problems():
+        return  # Render is off while a field is refused; a stale click changes nothing
     body = job_body()
     if body["kind"] == "sketch" and not body.get("upload_id"):
         st.session_state["notice"] = ("error", "Upload or draw a sketch first.")
@@ -66,93 +82,9 @@ def _submit(client: ApiClient) -> None:
     try:
         job = client.submit_job(body, str(uuid.uuid4()))
     except ApiError as err:
-        st.session_state["notice"] = ("error", err.message)
+        st.session_state["notice"] = ("error", wording.say(err))
         return
     state.show_job(job["id"])
-
-
-def _request_drawing() -> None:
-    st.session_state["drawing_requested"] = True
-
-
-def _clear_sketch() -> None:
-    st.session_state["upload"] = None
-    st.session_state["upload_source"] = None
-
-
-def _store_sketch(client: ApiClient, data: bytes, name: str, content_type: str, source: str) -> None:
-    try:
-        upload = client.upload_sketch(data, name, content_type)
-    except ApiError as err:
-        st.error(escape(err.message))
-        return
-    st.session_state["upload"] = upload
-    st.session_state["upload_source"] = source
-
-
-def sketch_input(client: ApiClient) -> None:
-    source = st.radio("Sketch from", ["Upload a photo or scan", "Draw it here"], horizontal=True, key="w_src")
-    if source.startswith("Upload"):
-        file = st.file_uploader(
-            "A hand-drawn plan or perspective (PNG, JPEG or WebP)", type=SKETCH_TYPES, key="w_sketch_file"
-        )
-        if file is not None:
-            data = file.getvalue()
-            fingerprint = "file:" + hashlib.sha256(data).hexdigest()
-            if st.session_state["upload_source"] != fingerprint:
-                _store_sketch(client, data, file.name, file.type or "application/octet-stream", fingerprint)
-    else:
-        c1, c2 = st.columns(2)
-        mode = c1.selectbox("Tool", ["freedraw", "line", "rect", "polygon"], key="w_canvas_tool")
-        width = c2.slider("Line width", 1, 12, 3, key="w_canvas_width")
-        drawing = st_canvas(
-            stroke_width=width,
-            stroke_color="#111111",
-            background_color="#ffffff",
-            height=CANVAS_H,
-            width=CANVAS_W,
-            drawing_mode=mode,
-            fill_color="rgba(0, 0, 0, 0)",  # outlines only: ControlNet wants lines
-            return_image_data=True,
-            key="sketch_canvas",
-        )
-        st.button("Use this drawing", key="use_drawing", icon=":material/check:", on_click=_request_drawing)
-        if st.session_state.get("drawing_requested"):
-            # The canvas sends its strokes a moment after the mouse is released: a quick click can
-            # arrive first, so the request waits for the drawing instead of being lost.
-            objects = (drawing.json_data or {}).get("objects") or []
-            if not objects or not drawing.image_bytes:
-                st.warning("Draw something on the canvas first.")
-            else:
-                st.session_state["drawing_requested"] = False
-                source_id = "canvas:" + hashlib.sha256(drawing.image_bytes).hexdigest()
-                _store_sketch(client, drawing.image_bytes, "drawing.png", "image/png", source_id)
-    upload = st.session_state["upload"]
-    if upload:
-        sketch_preview(client, upload)
-    st.slider(
-        "How strictly the render follows the sketch",
-        0.0,
-        2.0,
-        step=0.05,
-        key="w_sketch_strength",
-        help="0: ignore it · 0.9: follow it closely (default) · above 1.2: lines win over realism",
-    )
-
-
-def sketch_preview(client: ApiClient, upload: dict[str, Any]) -> None:
-    width, height = int(st.session_state["w_width"]), int(st.session_state["w_height"])
-    try:
-        original = image_bytes(client, client.token, upload["url"])
-        prepared = client.binary(upload["preview_url"], width=width, height=height)
-    except ApiError as err:
-        st.warning(escape(err.message))
-        return
-    c1, c2 = st.columns(2)
-    c1.image(original, caption=f"Your sketch · {upload['width']}×{upload['height']}")
-    how = "dark lines on light paper, inverted" if upload["dark_lines"] else "light lines, used as they are"
-    c2.image(prepared, caption=f"As ComfyUI gets it · {width}×{height} · {how}")
-    st.button("Remove sketch", key="clear_sketch", on_click=_clear_sketch, icon=":material/delete:")
 
 
 def form_kind() -> str:
@@ -172,50 +104,51 @@ def usable_ids(styles: list[dict[str, Any]]) -> dict[str, list[str]]:
     return {k: [s["id"] for s in styles if not unavailable_reason(s, k)] for k in ("text", "sketch")}
 
 
-def style_card(client: ApiClient, col: Any, style: dict[str, Any], reason: str | None) -> None:
-    try:
-        col.image(image_bytes(client, client.token, style["preview_url"]), width="stretch")
-    except ApiError:
-        col.caption("no preview yet")
-    if reason:
-        col.caption(f":material/block: **{escape(style['name'])} is unavailable.** {escape(reason)}")
+def _pick_style(style_id: str) -> None:
+    st.session_state["w_style"] = style_id
 
 
 def style_picker(client: ApiClient, styles: list[dict[str, Any]]) -> None:
-    """A card per style; one whose files no server of this kind has shows why and cannot be picked."""
+    """A card per style, the card the control; one whose files no server of this kind has says why and
+    cannot be picked."""
     kind = form_kind()
     reasons = {s["id"]: unavailable_reason(s, kind) for s in styles}
-    usable = [s for s in styles if not reasons[s["id"]]]
-    ids = [s["id"] for s in usable]
+    ids = [s["id"] for s in styles if not reasons[s["id"]]]
     st.markdown("**Style**")
-    for col, style in zip(st.columns(len(styles)), styles, strict=True):
-        style_card(client, col, style, reasons[style["id"]])
-    if not usable:
-        st.warning(f"No style can render {kind} jobs now; the servers lack their model files.")
-        return
-    if st.session_state["w_style"] not in ids:
+    if ids and st.session_state["w_style"] not in ids:
         st.session_state["w_style"] = "indochine" if "indochine" in ids else ids[0]
-    by_id = {s["id"]: s for s in usable}
-    st.radio(
-        "Style",
-        ids,
-        key="w_style",
-        horizontal=True,
-        label_visibility="collapsed",
-        format_func=lambda i: by_id[i]["name"],
-        captions=[s["description"] for s in usable],
-    )
+    style_cards.cards(client, styles, st.session_state["w_style"], reasons, _pick_style)
+    if not ids:
+        st.warning(f"No style can render {kind} jobs now; the servers lack their model files.")
 
 
-def advanced() -> None:
-    with st.expander("Advanced settings"):
+def brief(problems: dict[str, str]) -> None:
+    """The prompt and the negative prompt: any length is taken in, the limit and a counter shown, and a
+    brief over the API's limit refused next to it (a paste over the limit used to be dropped silently)."""
+    ss = st.session_state
+    st.text_area("Describe the room", key="w_prompt", height=110)
+    st.caption(f"{wording.count_text(ss['w_prompt'] or '')} · the studio takes up to {wording.PROMPT_MAX:,}")
+    field_problem("w_prompt", problems)
+    st.text_area("Keep out of the render (negative prompt)", key="w_negative", height=68)
+    st.caption(wording.count_text(ss["w_negative"] or ""))
+    field_problem("w_negative", problems)
+
+
+def advanced(problems: dict[str, str]) -> None:
+    size_refused = "w_width" in problems or "w_height" in problems
+    with st.expander("Advanced settings", expanded=size_refused):
         st.selectbox(
             "Size", [*presets.SIZE_PRESETS, presets.CUSTOM_SIZE], key="w_size", on_change=_apply_size
         )
         c1, c2 = st.columns(2)
-        lo, hi = presets.SIDE_MIN, presets.SIDE_MAX
-        c1.number_input("Width (px)", lo, hi, step=8, key="w_width", on_change=_size_edited)
-        c2.number_input("Height (px)", lo, hi, step=8, key="w_height", on_change=_size_edited)
+        limits = f"{wording.SIDE_MIN} to {wording.SIDE_MAX} px, a multiple of {wording.SIDE_STEP}"
+        with c1:  # no min/max on the widget: an out-of-range value reaches the check and is refused
+            st.number_input("Width (px)", step=8, key="w_width", on_change=_size_edited, help=limits)
+            field_problem("w_width", problems)
+        with c2:
+            st.number_input("Height (px)", step=8, key="w_height", on_change=_size_edited, help=limits)
+            field_problem("w_height", problems)
+        st.caption(f"Width and height: {limits}.")
         c1, c2 = st.columns(2)
         c1.slider("Steps", 1, 100, key="w_steps", help="More steps: finer detail, slower")
         c2.slider("Guidance", 1.0, 20.0, step=0.5, key="w_cfg", help="How literally the prompt is followed")
@@ -238,41 +171,97 @@ def compare_section(client: ApiClient, styles: list[dict[str, Any]]) -> None:
     st.divider()
 
 
-def current_render(client: ApiClient, styles: list[dict[str, Any]]) -> None:
-    names = {s["id"]: s["name"] for s in styles}
-    job_id = st.session_state["job_id"]
-    if not job_id:
-        st.info("Your render appears here. Describe a room or start from a sketch, then press Render.")
-        return
+def custom_templates(client: ApiClient) -> list[dict[str, Any]]:
+    """The published templates besides the built-ins (none when the backend has no templates)."""
     try:
-        job = client.job(job_id)
+        listed = client.templates()
+    except ApiError:
+        return []
+    return [t for t in listed if not t["builtin"] and t["current_version"] and not t["retired"]]
+
+
+def template_picker(templates: list[dict[str, Any]]) -> str:
+    """Which template the studio renders with: "" for the built-in text and sketch renders."""
+    titles = {t["name"]: t["title"] for t in templates}
+    if st.session_state["w_template"] not in ("", *titles):
+        st.session_state["w_template"] = ""
+    return str(
+        st.selectbox(  # options are drawn as plain text: a title with markup shows as typed
+            "Template",
+            ["", *titles],
+            key="w_template",
+            format_func=lambda n: titles.get(n) or "Studio render: describe a room or start from a sketch",
+            help="Templates your leads published; each has its own form",
+        )
+    )
+
+
+def _submit_template(client: ApiClient, template: dict[str, Any], values: dict[str, Any]) -> None:
+    name = template["name"]
+    try:
+        job = client.submit_template_job(name, values, str(uuid.uuid4()), template["current_version"])
     except ApiError as err:
-        if err.status == 404:
-            state.show_job(None)
-        st.warning(escape(err.message))
+        fields = template_form.server_errors(err)
+        refused = {k: {"message": m, "value": values.get(k)} for k, m in fields.items()}
+        st.session_state["tpl_refused"][name] = refused
+        st.session_state["notice"] = ("error", wording.say(err))
         return
-    st.subheader(f"{names.get(job['style'], job['style'])} · {job['kind']} render")
-    st.text(job["params"].get("prompt", ""))
-    job = follow(client, job)
-    show_outcome(job)
-    results(client, job)
-    with st.expander("Exact settings"):
-        st.text(settings_text(job["params"]))
+    st.session_state["tpl_refused"].pop(name, None)
+    state.show_job(job["id"])
+
+
+def template_section(client: ApiClient, name: str, styles: list[dict[str, Any]]) -> None:
+    """The form a template's declared inputs make, and its Render (off while a value is refused)."""
+    try:
+        template = client.template(name)
+    except ApiError as err:
+        st.warning(escape(wording.say(err)))
+        return
+    st.markdown(f"**{escape(template['title'])}** · version {template['current_version']}")
+    if template.get("description"):
+        st.text(template["description"])
+    refused = st.session_state["tpl_refused"].get(name, {})
+    values, problems = template_form.form(client, template, styles, refused)
+    if problems:
+        st.caption(f"Fix {len(problems)} field(s) above to render.")
+    if st.button(
+        "Render", type="primary", key="render_template", disabled=bool(problems), icon=":material/brush:"
+    ):
+        _submit_template(client, template, values)
+        st.rerun()
 
 
 def page(client: ApiClient) -> None:
     styles = client.styles()
+    templates = custom_templates(client)
     st.session_state["style_ids"] = usable_ids(styles)
+    if restore := st.session_state["restore_form"]:
+        st.session_state["restore_form"] = None
+        render_panel.restore_form(client, restore)
     notice = st.session_state.pop("notice", None)
     if notice:
         getattr(st, notice[0])(escape(notice[1]))
     if st.session_state["compare_ids"]:
         compare_section(client, styles)
+    panel = st.container(key=render_panel.PANEL_KEY)  # across the top: filled last, as it follows the job
+    chosen = template_picker(templates) if templates else ""
+    if chosen:
+        left, _ = st.columns([3, 2], gap="large")
+        with left:
+            template_section(client, chosen, styles)
+    else:
+        builtin_form(client, styles)
+    with panel, st.empty().container():  # one slot: a new render replaces the old one at once
+        render_panel.current_render(client, styles, {t["name"]: t["title"] for t in templates})
+
+
+def builtin_form(client: ApiClient, styles: list[dict[str, Any]]) -> None:
+    """The built-in text and sketch renders' own form: the brief on the left, style and Render right."""
     left, right = st.columns([6, 5], gap="large")
     with left:
         st.radio("Start", state.MODES, key="w_mode", horizontal=True, label_visibility="collapsed")
         if st.session_state["w_mode"] == state.MODES[1]:
-            sketch_input(client)
+            sketch_form.sketch_input(client)
         st.selectbox(
             "Room preset",
             [p.name for p in presets.ROOM_PRESETS],
@@ -280,15 +269,22 @@ def page(client: ApiClient) -> None:
             on_change=_apply_preset,
             help="Fills the prompt and the negative prompt with a good start",
         )
-        st.text_area("Describe the room", key="w_prompt", height=110, max_chars=2000)
-        st.text_area("Keep out of the render (negative prompt)", key="w_negative", height=68, max_chars=2000)
+        problems = form_problems()
+        brief(problems)
+    with right:
         style_picker(client, styles)
-        advanced()
+        advanced(problems)
+        if problems:
+            st.caption(f"Render is off until {len(problems)} field(s) marked in red are fixed.")
         st.button(
-            "Render", type="primary", key="render", on_click=_submit, args=(client,), icon=":material/brush:"
+            "Render",
+            type="primary",
+            key="render",
+            on_click=_submit,
+            args=(client,),
+            icon=":material/brush:",
+            disabled=bool(problems),
         )
-    with right, st.empty().container():  # one slot: a new render replaces the old one at once
-        current_render(client, styles)
 
 
 if __name__ == "__main__":

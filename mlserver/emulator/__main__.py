@@ -12,8 +12,15 @@ from aiohttp import web
 from mlserver.emulator.app import make_app
 from mlserver.emulator.executor import Config, Emulator, Faults
 from mlserver.emulator.folders import Folders
+from mlserver.emulator.previews import PREVIEW_METHODS
+from mlserver.emulator.registry import RecordError, read_record
 
 logger = logging.getLogger("mlserver.emulator")
+# Loaded unless --bare: ComfyUI 0.3.64's own classes and those of the node packs the ML host installs
+# (recorded from real servers, see tests/data/object_info/README.md), so every class a template may use
+# validates and runs here as there.
+RECORDS = Path(__file__).resolve().parents[2] / "tests" / "data" / "object_info"
+DEFAULT_RECORDS = (RECORDS / "comfyui-0.3.64.json", RECORDS / "packs.json")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,6 +36,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cache.add_argument("--cache-classic", action="store_true")
     cache.add_argument("--cache-lru", type=int, default=0)
     cache.add_argument("--cache-none", action="store_true")
+    p.add_argument(
+        "--object-info",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a recorded /object_info (JSON): its classes are served, validated and run generically "
+        "(repeatable; a later file's class replaces an earlier one's); loaded after the default records",
+    )
+    p.add_argument(
+        "--bare",
+        action="store_true",
+        help="serve only the classes the emulator implements: no default records (ComfyUI 0.3.64's core "
+        "classes and the locked node packs')",
+    )
+    p.add_argument(
+        "--preview-method",
+        choices=PREVIEW_METHODS,
+        default="none",
+        help="sampler live previews as binary /ws frames (ComfyUI's flag; auto = latent2rgb)",
+    )
+    p.add_argument("--preview-size", type=int, default=512, help="the longest side of a preview, px")
     p.add_argument("--disable-auto-launch", action="store_true", help="accepted for ComfyUI compatibility")
     p.add_argument("--step-ms", type=float, default=55.0, help="one sampler step at 512x512, batch 1")
     p.add_argument("--checkpoint-load-ms", type=float, default=2000.0)
@@ -55,6 +84,8 @@ def build(args: argparse.Namespace) -> Emulator:
         checkpoint_load_ms=args.checkpoint_load_ms,
         lora_load_ms=args.lora_load_ms,
         controlnet_load_ms=args.controlnet_load_ms,
+        preview_method=args.preview_method,
+        preview_size=args.preview_size,
     )
     if args.cache_none:
         config.cache = "none"
@@ -72,7 +103,20 @@ def build(args: argparse.Namespace) -> Emulator:
         seed=args.fault_seed,
     )
     folders = Folders(args.base_directory, args.output_directory, args.input_directory, args.temp_directory)
-    return Emulator(folders, config, faults)
+    emulator = Emulator(folders, config, faults)
+    defaults = [] if args.bare else [p for p in DEFAULT_RECORDS if p.is_file()]
+    if not args.bare and len(defaults) < len(DEFAULT_RECORDS):
+        logger.warning("no default records (not a source checkout?): serving the emulator's own classes only")
+        defaults = []
+    for path in [*defaults, *args.object_info]:
+        report = emulator.nodes.load(read_record(path))
+        logger.info(
+            "%s: %d classes loaded, %d implemented here",
+            path.name,
+            len(report["added"]) + len(report["updated"]),
+            len(report["implemented"]),
+        )
+    return emulator
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -96,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(parse_args(argv)))
     except KeyboardInterrupt:
         pass
+    except RecordError as exc:  # a file that cannot be read or is not /object_info
+        raise SystemExit(f"--object-info: {exc}") from exc
 
 
 if __name__ == "__main__":

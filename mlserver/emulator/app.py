@@ -22,7 +22,8 @@ from PIL import Image
 
 from mlserver.emulator.executor import Emulator, Item
 from mlserver.emulator.folders import FOLDER_KEYS
-from mlserver.emulator.nodes import CATALOGUE, Dynamic, object_info, vae_names
+from mlserver.emulator.nodes import Dynamic, vae_names
+from mlserver.emulator.registry import RecordError, check_record
 from mlserver.emulator.validation import prompt_error, validate_prompt
 
 routes = web.RouteTableDef()
@@ -69,7 +70,10 @@ async def post_prompt(request: web.Request) -> web.Response:
     if prompt and not isinstance(prompt, dict):
         raise web.HTTPInternalServerError()
     ok, error, outputs, node_errors = validate_prompt(
-        prompt, body.get("partial_execution_targets"), lister(e), e.folders.input_exists
+        prompt,
+        body.get("partial_execution_targets"),
+        lambda class_type: e.nodes.info(class_type, lister(e)),
+        e.folders.input_exists,
     )
     if not ok:
         return web.json_response({"error": error, "node_errors": node_errors}, status=400)
@@ -261,14 +265,15 @@ async def _converted(request: web.Request, path: Path, headers: dict[str, str]) 
 @routes.get("/object_info")
 async def get_object_info(request: web.Request) -> web.Response:
     e = emu(request)
-    return web.json_response({name: object_info(node, lister(e)) for name, node in CATALOGUE.items()})
+    return web.json_response(e.nodes.all_info(lister(e)))
 
 
 @routes.get("/object_info/{node_class}")
 async def get_object_info_class(request: web.Request) -> web.Response:
     e = emu(request)
-    node = CATALOGUE.get(request.match_info["node_class"])
-    return web.json_response({node.name: object_info(node, lister(e))} if node else {})
+    name = request.match_info["node_class"]
+    info = e.nodes.info(name, lister(e))
+    return web.json_response({name: info} if info is not None else {})
 
 
 @routes.get("/system_stats")
@@ -305,13 +310,13 @@ async def system_stats(request: web.Request) -> web.Response:
 
 @routes.get("/models")
 async def models(request: web.Request) -> web.Response:
-    return web.json_response(FOLDER_KEYS)
+    return web.json_response([*FOLDER_KEYS, *emu(request).nodes.model_folders()])
 
 
 @routes.get("/models/{folder}")
 async def models_folder(request: web.Request) -> web.Response:
     folder = request.match_info["folder"]
-    if folder not in FOLDER_KEYS:
+    if folder not in FOLDER_KEYS and folder not in emu(request).nodes.model_folders():
         return web.Response(status=404)
     return web.json_response(emu(request).folders.list_models(folder))
 
@@ -352,6 +357,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     sid = request.query.get("clientId") or uuid.uuid4().hex
     e.sockets[sid] = ws
+    e.socket_flags[sid] = {}  # a reconnect starts without flags, as ComfyUI's sockets_metadata
     try:
         status = {"status": {"exec_info": {"queue_remaining": e.queue_remaining()}}, "sid": sid}
         await e.send_frame(ws, json.dumps({"type": "status", "data": status}))
@@ -366,12 +372,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 except ValueError:
                     continue
                 if isinstance(data, dict) and data.get("type") == "feature_flags":
+                    flags = data.get("data", {})
+                    e.socket_flags[sid] = flags if isinstance(flags, dict) else {}
                     await e.send_frame(ws, json.dumps({"type": "feature_flags", "data": features(e)}))
     finally:
         if e.sockets.get(sid) is ws:
             e.sockets.pop(sid, None)
         else:
             e.sockets.pop(sid, None)  # ComfyUI's quirk: closing an old socket drops the sid entirely
+        e.socket_flags.pop(sid, None)
         e.frames_sent.pop(id(ws), None)
     return ws
 
@@ -390,6 +399,17 @@ async def set_faults(request: web.Request) -> web.Response:
     except (KeyError, ValueError, TypeError) as exc:
         return web.json_response({"error": f"unknown or bad fault: {exc}"}, status=400)
     return web.json_response(e.faults.__dict__)
+
+
+@routes.post("/emulator/object_info")
+async def load_object_info(request: web.Request) -> web.Response:
+    """Merge a recorded `/object_info` document: its classes are served, validated and run from now on."""
+    e = emu(request)
+    try:
+        classes = check_record(await request.json())
+    except (ValueError, RecordError) as exc:
+        return web.json_response({"error": f"not an /object_info document: {exc}"}, status=400)
+    return web.json_response(e.nodes.load(classes))
 
 
 @web.middleware

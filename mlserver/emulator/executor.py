@@ -12,20 +12,25 @@ import os
 import random
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from mlserver.emulator import mask_ops  # noqa: F401  (registers the mask and inpaint ops)
 from mlserver.emulator.folders import Folders
-from mlserver.emulator.nodes import CATALOGUE
-from mlserver.emulator.ops import OPS, Interrupted, OutOfMemoryError
+from mlserver.emulator.generic import generic_op
+from mlserver.emulator.ops import OPS, Interrupted, Op, OutOfMemoryError
+from mlserver.emulator.previews import legacy_frame, metadata, metadata_frame
+from mlserver.emulator.registry import NodeSet
 from mlserver.emulator.weights import check_weights
 
 logger = logging.getLogger(__name__)
 
 MAXIMUM_HISTORY_SIZE = 10000
+PREVIEWS_LOGGED = 2000  # (prompt id, step, steps, time sent) of the latest previews, for the bench
 MODEL_FOLDERS = {"checkpoint": "checkpoints", "lora": "loras", "controlnet": "controlnet"}
 OOM_TIPS = (
     "This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might "
@@ -43,6 +48,8 @@ class Config:
     cache_lru: int = 0
     max_upload_size: int = 100 * 1024 * 1024
     max_upload_size_is_float: bool = False
+    preview_method: str = "none"  # ComfyUI's --preview-method: none | auto | latent2rgb | taesd
+    preview_size: int = 512  # ComfyUI's --preview-size: the longest side of a preview, px
 
 
 @dataclass
@@ -126,14 +133,27 @@ class RunContext:
             "progress_state", {"prompt_id": self.item.prompt_id, "nodes": dict(self.states)}, True
         )
 
-    async def progress(self, value: int, maximum: int) -> None:
+    async def progress(self, value: int, maximum: int, preview: Callable[[], bytes] | None = None) -> None:
+        """One step: `progress_state`, then `progress`; with previews on, the step's JPEG from `preview`
+        as event 4 before `progress` to a client that negotiated metadata, else as event 1 after it."""
         assert self.node_id is not None
+        image = None
+        if preview is not None and self.emulator.config.preview_method != "none":
+            image = await asyncio.to_thread(preview)
         await self.progress_state(self.node_id, float(value), float(maximum), "running")
+        with_metadata = self.emulator.supports_preview_metadata(self.client_id)
+        if image is not None and with_metadata:
+            meta = metadata(self.item.prompt_id, self.node_id)
+            self.emulator.log_preview(self.item.prompt_id, value, maximum)
+            await self.emulator.send_bytes(metadata_frame(image, meta), self.client_id)
         await self.send(
             "progress",
             {"value": value, "max": maximum, "prompt_id": self.item.prompt_id, "node": self.node_id},
             True,
         )
+        if image is not None and not with_metadata:
+            self.emulator.log_preview(self.item.prompt_id, value, maximum)
+            await self.emulator.send_bytes(legacy_frame(image), self.client_id)
 
 
 class Emulator:
@@ -149,6 +169,8 @@ class Emulator:
         self.cache: OrderedDict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = OrderedDict()
         self.interrupt_flag = False
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.socket_flags: dict[str, dict[str, Any]] = {}  # sid → the client's feature_flags
+        self.previews_sent: deque[tuple[str, int, int, float]] = deque(maxlen=PREVIEWS_LOGGED)
         self.frames_sent: dict[int, int] = {}
         self.loaded: dict[str, str] = {}
         self.loads = {"checkpoint": 0, "lora": 0, "controlnet": 0}
@@ -158,6 +180,13 @@ class Emulator:
         self.total_steps = 0
         self.wake = asyncio.Event()
         self.free_pending: dict[str, bool] = {}
+        self.nodes = NodeSet()
+
+    def op(self, class_type: str) -> Op:
+        """What runs a node: the emulator's own op, or the generic one for a recorded class."""
+        if class_type in OPS:
+            return OPS[class_type]
+        return generic_op(self.nodes.loaded[class_type])
 
     # --- queue ----------------------------------------------------------------------------------------
     def next_number(self) -> int:
@@ -187,11 +216,29 @@ class Emulator:
         for ws in targets:
             await self.send_frame(ws, message)
 
-    async def send_frame(self, ws: web.WebSocketResponse, message: str) -> None:
+    def supports_preview_metadata(self, sid: str | None) -> bool:
+        """ComfyUI's feature_flags.supports_feature: the flag must be exactly `true`."""
+        return sid is not None and self.socket_flags.get(sid, {}).get("supports_preview_metadata") is True
+
+    def log_preview(self, prompt_id: str, step: int, steps: int) -> None:
+        self.previews_sent.append((prompt_id, step, steps, time.time()))
+
+    async def send_bytes(self, frame: bytes, sid: str | None) -> None:
+        """A binary frame to socket `sid`, or to every socket when None (as ComfyUI's send_bytes)."""
+        targets = (
+            list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
+        )
+        for ws in targets:
+            await self.send_frame(ws, frame)
+
+    async def send_frame(self, ws: web.WebSocketResponse, message: str | bytes) -> None:
         if ws.closed:
             return
         try:
-            await ws.send_str(message)
+            if isinstance(message, bytes):
+                await ws.send_bytes(message)
+            else:
+                await ws.send_str(message)
         except (ConnectionError, RuntimeError):
             return
         sent = self.frames_sent[id(ws)] = self.frames_sent.get(id(ws), 0) + 1
@@ -268,7 +315,7 @@ class Emulator:
         if node["class_type"] == "LoadImage":
             path = self.folders.annotated(str(node["inputs"].get("image")))
             parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing")
-        declared = CATALOGUE[node["class_type"]].input_specs()
+        declared = self.nodes.declared(node["class_type"])
         for name in sorted(node["inputs"]):
             if name not in declared:
                 continue
@@ -371,7 +418,7 @@ class Emulator:
                 ctx.check_interrupt()
                 inputs = self.inputs_of(item.prompt, nid, values)
                 try:
-                    outputs, ui = await OPS[item.prompt[nid]["class_type"]](ctx, inputs)
+                    outputs, ui = await self.op(item.prompt[nid]["class_type"])(ctx, inputs)
                 except (Interrupted, asyncio.CancelledError):
                     raise
                 except Exception as exc:
@@ -417,7 +464,7 @@ class Emulator:
     def inputs_of(
         self, prompt: dict[str, Any], nid: str, values: dict[str, tuple[Any, ...]]
     ) -> dict[str, Any]:
-        declared = CATALOGUE[prompt[nid]["class_type"]].input_specs()
+        declared = self.nodes.declared(prompt[nid]["class_type"])
         inputs: dict[str, Any] = {}
         for name, value in prompt[nid]["inputs"].items():
             if name not in declared:
@@ -487,5 +534,9 @@ class Emulator:
             "checkpoint_loads": self.loads["checkpoint"],
             "controlnet_loads": self.loads["controlnet"],
             "total_steps": self.total_steps,
+            "previews_sent": [
+                {"prompt_id": pid, "step": step, "steps": steps, "sent_at": at}
+                for pid, step, steps, at in self.previews_sent
+            ],
             "queue_remaining": self.queue_remaining(),
         }

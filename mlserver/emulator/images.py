@@ -81,3 +81,34 @@ def save_png(
         meta.add_text(key, json.dumps(value))
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, pnginfo=meta, compress_level=compress_level)
+
+
+def diagnostic(width: int, height: int, lines: list[str], salt: str, base: Image.Image | None) -> Image.Image:
+    """A stand-in output of a node the emulator only knows from its spec: the node's input image (or a
+    colour field) at the output's size, labelled with what made it, so a person can follow a graph."""
+    w, h = max(1, width), max(1, height)
+    if base is not None:
+        img = base.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
+    else:
+        digest = hashlib.sha256(salt.encode()).digest()
+        img = ImageOps.colorize(
+            Image.linear_gradient("L").resize((w, h)), tuple(digest[:3]), tuple(digest[3:6])
+        )
+        img = img.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    size = max(8, min(w, h) // 24)
+    font = _font(size)
+    y = size
+    for line in [*lines, f"{w}x{h}"]:
+        draw.text((size + 1, y + 1), line, fill=(0, 0, 0), font=font)
+        draw.text((size, y), line, fill=(255, 255, 0), font=font)
+        y += int(size * 1.3)
+    return img
+
+
+def diagnostic_mask(width: int, height: int) -> Image.Image:
+    """A stand-in MASK: an ellipse in the middle (1 inside, 0 outside), as an 8-bit image."""
+    w, h = max(1, width), max(1, height)
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).ellipse((w // 4, h // 4, w - w // 4 - 1, h - h // 4 - 1), fill=255)
+    return mask

@@ -470,6 +470,13 @@ CATALOGUE: dict[str, NodeClass] = {
             schema=True,
         ),
         NodeClass(
+            "CLIPVisionLoader",
+            "Load CLIP Vision",
+            "loaders",
+            {"clip_name": (("models", "clip_vision"),)},
+            ("CLIP_VISION",),
+        ),
+        NodeClass(
             "UpscaleModelLoader",
             "Load Upscale Model",
             "loaders",

@@ -15,13 +15,16 @@ import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image, ImageColor, ImageFilter, ImageOps
 
 from mlserver.emulator.images import RenderSpec, render, save_png
 from mlserver.emulator.nodes import TAESD
+from mlserver.emulator.previews import fitted, step_image
 
 if TYPE_CHECKING:
     from mlserver.emulator.executor import Emulator, RunContext
@@ -58,6 +61,7 @@ class Latent:
     height: int
     batch: int
     spec: RenderSpec | None = None
+    noise_mask: tuple[Image.Image, ...] | None = None  # SetLatentNoiseMask, the inpaint encoders
 
 
 Outputs = tuple[Any, ...]
@@ -138,18 +142,11 @@ async def empty_image(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None
     return ([Image.new("RGB", (i["width"], i["height"]), ImageColor.getrgb(colour))] * i["batch_size"],), None
 
 
-async def _sample(
+async def sample(
     ctx: RunContext, model: Model, positive: Cond, latent: Latent, seed: int, steps: int
 ) -> Latent:
     pixels = (latent.width * latent.height * latent.batch) / (512 * 512)
     step_s = ctx.emulator.config.step_ms / 1000 * pixels
-    for step in range(1, steps + 1):
-        await asyncio.sleep(step_s)
-        ctx.emulator.on_step()
-        if step == 1:
-            ctx.emulator.maybe_fail()
-        ctx.check_interrupt()
-        await ctx.progress(step, steps)
     spec = RenderSpec(
         latent.width,
         latent.height,
@@ -160,18 +157,40 @@ async def _sample(
         positive.control,
         positive.strength,
     )
+    preview = Previewer(spec, ctx.emulator.config.preview_size)
+    for step in range(1, steps + 1):
+        await asyncio.sleep(step_s)
+        ctx.emulator.on_step()
+        if step == 1:
+            ctx.emulator.maybe_fail()
+        ctx.check_interrupt()
+        await ctx.progress(step, steps, partial(preview.jpeg, step, steps))
     return replace(latent, spec=spec)
+
+
+class Previewer:
+    """A sampler's live previews: its stand-in render at preview size, drawn once, blurred per step."""
+
+    def __init__(self, spec: RenderSpec, max_size: int) -> None:
+        self.spec = spec
+        self.max_size = max_size
+        self.base: Image.Image | None = None
+
+    def jpeg(self, step: int, steps: int) -> bytes:
+        if self.base is None:
+            self.base = fitted(render(self.spec, 0), self.max_size)
+        return step_image(self.base, step, steps)
 
 
 @op("KSampler")
 async def ksampler(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
-    return (await _sample(ctx, i["model"], i["positive"], i["latent_image"], i["seed"], i["steps"]),), None
+    return (await sample(ctx, i["model"], i["positive"], i["latent_image"], i["seed"], i["steps"]),), None
 
 
 @op("KSamplerAdvanced")
 async def ksampler_advanced(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
     steps = max(0, min(i["end_at_step"], i["steps"]) - i["start_at_step"])
-    return (await _sample(ctx, i["model"], i["positive"], i["latent_image"], i["noise_seed"], steps),), None
+    return (await sample(ctx, i["model"], i["positive"], i["latent_image"], i["noise_seed"], steps),), None
 
 
 @op("VAEDecode")
@@ -235,7 +254,7 @@ def _save_name(folder: Path, prefix: str, width: int, height: int) -> tuple[Path
     return full, subfolder, filename, max(counters, default=0) + 1
 
 
-async def _save(
+async def save_images(
     ctx: RunContext, images: list[Image.Image], folder: Path, prefix: str, type_: str, level: int
 ) -> dict[str, Any]:
     first = images[0] if images else Image.new("RGB", (1, 1))
@@ -256,7 +275,7 @@ async def _save(
 
 @op("SaveImage")
 async def save_image(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, dict[str, Any]]:
-    return (), await _save(
+    return (), await save_images(
         ctx, i["images"], ctx.emulator.folders.output, str(i["filename_prefix"]), "output", 4
     )
 
@@ -264,19 +283,30 @@ async def save_image(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, dict[
 @op("PreviewImage")
 async def preview_image(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, dict[str, Any]]:
     prefix = "ComfyUI_temp_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
-    return (), await _save(ctx, i["images"], ctx.emulator.folders.temp, prefix, "temp", 1)
+    return (), await save_images(ctx, i["images"], ctx.emulator.folders.temp, prefix, "temp", 1)
 
 
 @op("LoadImage")
 async def load_image(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
     path = ctx.emulator.folders.annotated(str(i["image"]))
 
-    def _open() -> Image.Image:
-        with Image.open(path) as img:
-            return ImageOps.exif_transpose(img).convert("RGB")
+    def _open() -> tuple[Image.Image, Image.Image]:
+        with Image.open(path) as opened:
+            img = ImageOps.exif_transpose(opened)
+            # ComfyUI's mask: 1 - alpha/255 in float32 where the image has alpha (a palette image's
+            # transparency included), else a 64x64 zero mask; kept as a float ("F") image, exactly
+            alpha = None
+            if "A" in img.getbands():
+                alpha = img.getchannel("A")
+            elif img.mode == "P" and "transparency" in img.info:
+                alpha = img.convert("RGBA").getchannel("A")
+            if alpha is None:
+                return img.convert("RGB"), Image.new("F", (64, 64), 0.0)
+            values = np.asarray(alpha, dtype=np.float32) / np.float32(255.0)
+            return img.convert("RGB"), Image.fromarray(np.float32(1.0) - values, "F")
 
-    img = await asyncio.to_thread(_open)
-    return ([img], None), None
+    img, mask = await asyncio.to_thread(_open)
+    return ([img], [mask]), None
 
 
 @op("ImageInvert")
@@ -336,12 +366,32 @@ async def controlnet_apply_advanced(ctx: RunContext, i: dict[str, Any]) -> tuple
 
 @op("UpscaleModelLoader")
 async def upscale_loader(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
-    if not ctx.emulator.folders.model_exists("upscale_models", str(i["model_name"])):
+    name = str(i["model_name"])
+    recorded = ctx.emulator.nodes.recorded_files.get("UpscaleModelLoader", {}).get("model_name", [])
+    if not ctx.emulator.folders.model_exists("upscale_models", name) and name not in recorded:
         raise FileNotFoundError(
             f"Model in folder 'upscale_models' with filename '{i['model_name']}' not found."
         )
     await ctx.emulator.read_weights("upscale_models", str(i["model_name"]))
     return (i["model_name"],), None
+
+
+@op("CLIPVisionLoader")
+async def clip_vision_loader(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
+    """The file's name stands for the CLIP vision model (IPAdapter's classes take it as an opaque value)."""
+    name = str(i["clip_name"])
+    await ctx.emulator.read_weights("clip_vision", name)
+    return (name,), None
+
+
+DEFAULT_UPSCALE = 4  # ESRGAN's
+UPSCALE_FACTOR = re.compile(r"(?<![0-9])(?:([1-8])x|x([1-8]))(?![0-9])", re.IGNORECASE)
+
+
+def upscale_factor(model_name: str) -> int:
+    """How much an upscale model enlarges: what its file name says (2x, x2, 8x ...), else 4."""
+    found = UPSCALE_FACTOR.search(Path(model_name).name)
+    return int(found.group(1) or found.group(2)) if found else DEFAULT_UPSCALE
 
 
 @op("ImageUpscaleWithModel")
@@ -353,7 +403,8 @@ async def upscale(ctx: RunContext, i: dict[str, Any]) -> tuple[Outputs, None]:
             await asyncio.sleep(ctx.emulator.config.step_ms / 1000)
             ctx.check_interrupt()
             await ctx.progress(t + 1, tiles)
-        out.append(img.resize((img.width * 4, img.height * 4), Image.Resampling.LANCZOS))
+        factor = upscale_factor(str(i["upscale_model"]))
+        out.append(img.resize((img.width * factor, img.height * factor), Image.Resampling.LANCZOS))
     return (out,), None
 
 

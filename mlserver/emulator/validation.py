@@ -2,6 +2,8 @@
 
 `validate_prompt` returns (ok, error, good_outputs, node_errors) exactly as ComfyUI's does; the prompt's
 constant inputs are converted in place (INT/FLOAT/STRING/BOOLEAN), as ComfyUI stores the converted copy.
+Each class is judged by its `/object_info` entry (the catalogue's, or a recorded one) through
+contract.comfy_spec, the one reading of input specs the backend shares.
 """
 
 from __future__ import annotations
@@ -10,25 +12,27 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from mlserver.emulator.nodes import CATALOGUE, Dynamic, NodeClass, resolve_options
+from contract.comfy_spec import (
+    VALIDATED_BY_NODE,
+    ClassInfo,
+    InputSpec,
+    check_link,
+    declared_inputs,
+    error,
+    is_output_node,
+    output_types,
+    required_input_missing,
+    validate_literal,
+)
 
 Prompt = dict[str, Any]
-Lister = Callable[[Dynamic], list[str]]
+Lookup = Callable[[str], ClassInfo | None]
 FileExists = Callable[[str], bool]
 Validated = dict[str, tuple[bool, list[dict[str, Any]], str]]
-CONVERT: dict[str, Callable[[Any], Any]] = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 
 
 def prompt_error(type_: str, message: str, details: str) -> dict[str, Any]:
     return {"type": type_, "message": message, "details": details, "extra_info": {}}
-
-
-def _types_match(received: str, expected: Any) -> bool:
-    if not isinstance(expected, str):
-        return True
-    if received == "*" or expected == "*" or received == expected:
-        return True
-    return bool(set(received.split(",")) & set(expected.split(",")))
 
 
 def _full_type_name(exc: BaseException) -> str:
@@ -36,220 +40,129 @@ def _full_type_name(exc: BaseException) -> str:
     return type(exc).__qualname__ if module == "builtins" else f"{module}.{type(exc).__qualname__}"
 
 
+def memoized(lookup: Lookup) -> Lookup:
+    """One lookup per class per validation (the catalogue's entries list folders)."""
+    seen: dict[str, ClassInfo | None] = {}
+
+    def _lookup(class_type: str) -> ClassInfo | None:
+        if class_type not in seen:
+            seen[class_type] = lookup(class_type)
+        return seen[class_type]
+
+    return _lookup
+
+
 class Validator:
-    def __init__(self, prompt: Prompt, lister: Lister, input_exists: FileExists) -> None:
+    def __init__(self, prompt: Prompt, lookup: Lookup, input_exists: FileExists) -> None:
         self.prompt = prompt
-        self.lister = lister
+        self.lookup = lookup
         self.input_exists = input_exists
         self.validated: Validated = {}
+
+    def info(self, node_id: str) -> ClassInfo:
+        info = self.lookup(self.prompt[node_id]["class_type"])
+        if info is None:  # only known classes pass validate_prompt's first walk
+            raise KeyError(self.prompt[node_id]["class_type"])
+        return info
 
     def node(self, unique_id: str) -> tuple[bool, list[dict[str, Any]], str]:
         if unique_id in self.validated:
             return self.validated[unique_id]
         inputs = self.prompt[unique_id]["inputs"]
-        node = CATALOGUE[self.prompt[unique_id]["class_type"]]
+        class_type = self.prompt[unique_id]["class_type"]
+        specs = declared_inputs(self.info(unique_id))
+        custom = VALIDATED_BY_NODE.get(class_type, frozenset())
         errors: list[dict[str, Any]] = []
         valid = True
-        for name in set(node.input_specs()):
-            spec = resolve_options(node.input_specs()[name], self.lister)
+        for name in set(specs):  # a set, as ComfyUI walks them: the order of errors is not stable
+            spec = specs[name]
             if name not in inputs:
-                if name in node.required:
-                    errors.append(
-                        {
-                            "type": "required_input_missing",
-                            "message": "Required input is missing",
-                            "details": name,
-                            "extra_info": {"input_name": name},
-                        }
-                    )
-                    valid = False
+                if spec.category == "required":
+                    errors.append(required_input_missing(name))
                 continue
             value = inputs[name]
-            if isinstance(value, dict) and "__value__" in value:
-                value = value["__value__"]
-            elif isinstance(value, list):
-                ok = self._link(name, spec, value, errors)
-                valid = valid and ok
+            if isinstance(value, list):
+                valid = self._link(spec, value, errors) and valid
                 continue
-            ok = self._constant(node, unique_id, name, spec, value, errors)
+            ok, inputs[name], errs = validate_literal(spec, value, custom_validated=name in custom)
+            errors.extend(errs)
             valid = valid and ok
-        if node.name == "LoadImage" and "image" in inputs and not isinstance(inputs["image"], list):
-            image = str(inputs["image"])
-            if not self.input_exists(image):
+        for name in sorted(custom & set(inputs)):
+            if not isinstance(inputs[name], list) and not self.input_exists(str(inputs[name])):
+                details = f"{name} - Invalid image file: {inputs[name]}"
                 errors.append(
-                    {
-                        "type": "custom_validation_failed",
-                        "message": "Custom validation failed for node",
-                        "details": f"image - Invalid image file: {image}",
-                        "extra_info": {"input_name": "image"},
-                    }
+                    error(
+                        "custom_validation_failed",
+                        "Custom validation failed for node",
+                        details,
+                        input_name=name,
+                    )
                 )
-                valid = False
         result = (valid and not errors, errors, unique_id)
         self.validated[unique_id] = result
         return result
 
-    def _link(self, name: str, spec: Any, value: list[Any], errors: list[dict[str, Any]]) -> bool:
-        info = [spec[0], *spec[1:]] if len(spec) > 1 else [spec[0]]
+    def _link(self, spec: InputSpec, value: list[Any], errors: list[dict[str, Any]]) -> bool:
         if len(value) != 2:
-            errors.append(
-                {
-                    "type": "bad_linked_input",
-                    "message": "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                    "details": name,
-                    "extra_info": {"input_name": name, "input_config": info, "received_value": value},
-                }
-            )
+            errors.extend(check_link(spec, value, None))
             return False
         source_id = value[0]
-        source = CATALOGUE[self.prompt[source_id]["class_type"]]  # KeyError for a missing node: ComfyUI's too
-        received = source.outputs[value[1]]
-        if not _types_match(received, spec[0]):
-            errors.append(
-                {
-                    "type": "return_type_mismatch",
-                    "message": "Return type mismatch between linked nodes",
-                    "details": f"{name}, received_type({received}) mismatch input_type({spec[0]})",
-                    "extra_info": {
-                        "input_name": name,
-                        "input_config": info,
-                        "received_type": received,
-                        "linked_node": value,
-                    },
-                }
-            )
+        received = output_types(self.info(source_id))[value[1]]  # KeyError/IndexError: ComfyUI's too
+        mismatch = check_link(spec, value, received)
+        if mismatch:
+            errors.extend(mismatch)
             return False
         try:
             ok, _, _ = self.node(source_id)
         except Exception as exc:
-            self.validated[source_id] = (
-                False,
-                [
-                    {
-                        "type": "exception_during_inner_validation",
-                        "message": "Exception when validating inner node",
-                        "details": str(exc),
-                        "extra_info": {
-                            "input_name": name,
-                            "input_config": info,
-                            "exception_message": str(exc),
-                            "exception_type": _full_type_name(exc),
-                            "traceback": traceback.format_tb(exc.__traceback__),
-                            "linked_node": value,
-                        },
-                    }
-                ],
-                source_id,
+            inner = error(
+                "exception_during_inner_validation",
+                "Exception when validating inner node",
+                str(exc),
+                input_name=spec.name,
+                input_config=spec.config,
+                exception_message=str(exc),
+                exception_type=_full_type_name(exc),
+                traceback=traceback.format_tb(exc.__traceback__),
+                linked_node=value,
             )
+            self.validated[source_id] = (False, [inner], source_id)
             return False
         return ok
 
-    def _constant(
-        self, node: NodeClass, unique_id: str, name: str, spec: Any, value: Any, errors: list[dict[str, Any]]
-    ) -> bool:
-        type_input, options = spec[0], (spec[1] if len(spec) > 1 else {})
-        info = [type_input, *spec[1:]] if len(spec) > 1 else [type_input]
-        if isinstance(type_input, list) and len(spec) == 1:
-            info = [type_input, {}]
-        if isinstance(type_input, str) and type_input in CONVERT:
-            try:
-                value = CONVERT[type_input](value)
-                self.prompt[unique_id]["inputs"][name] = value
-            except (TypeError, ValueError, OverflowError) as exc:
-                errors.append(
-                    {
-                        "type": "invalid_input_type",
-                        "message": f"Failed to convert an input value to a {type_input} value",
-                        "details": f"{name}, {value}, {exc}",
-                        "extra_info": {
-                            "input_name": name,
-                            "input_config": info,
-                            "received_value": value,
-                            "exception_message": str(exc),
-                        },
-                    }
-                )
-                return False
-            if "min" in options and value < options["min"]:
-                errors.append(
-                    self._range(
-                        "value_smaller_than_min",
-                        f"Value {value} smaller than min of {options['min']}",
-                        name,
-                        info,
-                        value,
-                    )
-                )
-                return False
-            if "max" in options and value > options["max"]:
-                errors.append(
-                    self._range(
-                        "value_bigger_than_max",
-                        f"Value {value} bigger than max of {options['max']}",
-                        name,
-                        info,
-                        value,
-                    )
-                )
-                return False
-        if isinstance(type_input, list) and not (node.name == "LoadImage" and name == "image"):
-            if value not in type_input:
-                listing = f"(list of length {len(type_input)})" if len(type_input) > 20 else repr(type_input)
-                errors.append(
-                    {
-                        "type": "value_not_in_list",
-                        "message": "Value not in list",
-                        "details": f"{name}: '{value}' not in {listing}",
-                        "extra_info": {
-                            "input_name": name,
-                            "input_config": None if len(type_input) > 20 else info,
-                            "received_value": value,
-                        },
-                    }
-                )
-                return False
-        return True
 
-    @staticmethod
-    def _range(type_: str, message: str, name: str, info: Any, value: Any) -> dict[str, Any]:
-        return {
-            "type": type_,
-            "message": message,
-            "details": name,
-            "extra_info": {"input_name": name, "input_config": info, "received_value": value},
-        }
-
-
-def validate_prompt(
-    prompt: Any, partial_targets: list[str] | None, lister: Lister, input_exists: FileExists
-) -> tuple[bool, dict[str, Any] | None, list[str], dict[str, Any]]:
-    if not isinstance(prompt, dict):
-        prompt = {}
+def _outputs(
+    prompt: Prompt, partial_targets: list[str] | None, lookup: Lookup
+) -> tuple[list[str], dict[str, Any] | None]:
     outputs: list[str] = []
     for node_id, node in prompt.items():
         if not isinstance(node, dict) or "class_type" not in node:
-            err = prompt_error(
-                "invalid_prompt",
-                "Cannot execute because a node is missing the class_type property.",
-                f"Node ID '#{node_id}'",
+            details = f"Node ID '#{node_id}'"
+            return [], prompt_error(
+                "invalid_prompt", "Cannot execute because a node is missing the class_type property.", details
             )
-            return False, err, [], {}
-        if node["class_type"] not in CATALOGUE:
-            err = prompt_error(
-                "invalid_prompt",
-                f"Cannot execute because node {node['class_type']} does not exist.",
-                f"Node ID '#{node_id}'",
-            )
-            return False, err, [], {}
+        info = lookup(node["class_type"]) if isinstance(node["class_type"], str) else None
+        if info is None:
+            message = f"Cannot execute because node {node['class_type']} does not exist."
+            return [], prompt_error("invalid_prompt", message, f"Node ID '#{node_id}'")
         node.setdefault("inputs", {})
-        if CATALOGUE[node["class_type"]].output_node and (
-            partial_targets is None or node_id in partial_targets
-        ):
+        if is_output_node(info) and (partial_targets is None or node_id in partial_targets):
             outputs.append(node_id)
     if not outputs:
-        return False, prompt_error("prompt_no_outputs", "Prompt has no outputs", ""), [], {}
+        return [], prompt_error("prompt_no_outputs", "Prompt has no outputs", "")
+    return outputs, None
 
-    validator = Validator(prompt, lister, input_exists)
+
+def validate_prompt(
+    prompt: Any, partial_targets: list[str] | None, lookup: Lookup, input_exists: FileExists
+) -> tuple[bool, dict[str, Any] | None, list[str], dict[str, Any]]:
+    if not isinstance(prompt, dict):
+        prompt = {}
+    lookup = memoized(lookup)
+    outputs, err = _outputs(prompt, partial_targets, lookup)
+    if err is not None:
+        return False, err, [], {}
+    validator = Validator(prompt, lookup, input_exists)
     good: list[str] = []
     failures: list[tuple[str, list[dict[str, Any]]]] = []
     node_errors: dict[str, Any] = {}
@@ -259,15 +172,13 @@ def validate_prompt(
         except Exception as exc:
             valid = False
             reasons = [
-                {
-                    "type": "exception_during_validation",
-                    "message": "Exception when validating node",
-                    "details": str(exc),
-                    "extra_info": {
-                        "exception_type": _full_type_name(exc),
-                        "traceback": traceback.format_tb(exc.__traceback__),
-                    },
-                }
+                error(
+                    "exception_during_validation",
+                    "Exception when validating node",
+                    str(exc),
+                    exception_type=_full_type_name(exc),
+                    traceback=traceback.format_tb(exc.__traceback__),
+                )
             ]
             validator.validated[out] = (False, reasons, out)
         if valid:
@@ -283,11 +194,6 @@ def validate_prompt(
                 entry["dependent_outputs"].append(out)
     if not good:
         details = "\n".join(f"{e['message']}: {e['details']}" for _, errs in failures for e in errs)
-        err = {
-            "type": "prompt_outputs_failed_validation",
-            "message": "Prompt outputs failed validation",
-            "details": details,
-            "extra_info": {},
-        }
+        err = prompt_error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details)
         return False, err, [], node_errors
     return True, None, good, node_errors

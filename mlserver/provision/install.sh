@@ -53,10 +53,16 @@ studio_user() {
     fi
 }
 
+# $1: the project's extras, e.g. "[cutout]" (the API host's background removal)
 project_venv() {
     [ -x "$STUDIO_ROOT/.venv/bin/python" ] || run "$PYTHON" -m venv "$STUDIO_ROOT/.venv"
     run "$STUDIO_ROOT/.venv/bin/python" -m pip install -q -U pip
-    run "$STUDIO_ROOT/.venv/bin/python" -m pip install -q -e "$STUDIO_ROOT"
+    run "$STUDIO_ROOT/.venv/bin/python" -m pip install -q -e "$STUDIO_ROOT${1:-}"
+    if [ "${1:-}" = "[cutout]" ]; then
+        # pymatting (imported by rembg) compiles its numba kernels on first import, ~40 s, and caches them
+        # beside its sources, which the studio user cannot write: compile them now, as root, once.
+        run "$STUDIO_ROOT/.venv/bin/python" -c "import rembg"
+    fi
 }
 
 install_units() {
@@ -111,7 +117,7 @@ comfyui() {
 role_backend() {
     apt_packages git python3 python3-venv python3-dev build-essential
     studio_user
-    project_venv
+    project_venv "[cutout]"
     install_units studio.target studio-backend.service studio-dispatcher.service studio-ui.service
     run systemctl enable --now studio.target studio-backend.service studio-dispatcher.service studio-ui.service
 }
@@ -121,10 +127,13 @@ role_mlserver() {
     studio_user
     project_venv
     comfyui
-    install_units studio.target studio-model-sync.service comfyui@.service
+    install_units studio.target studio-model-sync.service studio-model-refresh.service \
+        studio-model-refresh.timer comfyui@.service
     local instances=()
     for port in "${COMFY_PORTS[@]}"; do instances+=("comfyui@$port.service"); done
     run systemctl enable --now studio.target studio-model-sync.service "${instances[@]}"
+    # Models a lead adds through the API reach this host without a redeploy.
+    run systemctl enable --now studio-model-refresh.timer
 }
 
 main() {

@@ -19,8 +19,8 @@ SUBFOLDER_PATTERN = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
 FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.png$"
 
 
-class Sketch(BaseModel):
-    """The sketch a LoadImage node of the graph reads as `<subfolder>/<filename>`."""
+class InputImage(BaseModel):
+    """An image a LoadImage node of the graph reads as `<subfolder>/<filename>`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,15 +47,25 @@ class Sketch(BaseModel):
         return base64.b64decode(self.png_base64)
 
 
+Sketch = InputImage  # the name of a request's one image before templates
+
+
 class InvocationRequest(BaseModel):
-    """`POST /invocations` body: one job's graph, its extra_data and its sketch."""
+    """`POST /invocations` body: one job's graph, its extra_data and the images it loads (`sketch`: the
+    one image of a request from a backend older than templates, still read during a rolling deploy)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     job_id: str = Field(pattern=JOB_ID_PATTERN)
     graph: dict[str, Any] = Field(min_length=1)
     extra_data: dict[str, Any] = Field(default_factory=dict)
-    sketch: Sketch | None = None
+    images: list[InputImage] = Field(default_factory=list, max_length=16)
+    sketch: InputImage | None = None
+
+    @property
+    def input_images(self) -> list[InputImage]:
+        """Every image to upload before submitting, the legacy `sketch` included."""
+        return [*self.images, *([self.sketch] if self.sketch is not None else [])]
 
     @field_validator("graph")
     @classmethod

@@ -1,4 +1,4 @@
-"""One job through the local ComfyUI: upload the sketch, submit under the job's id, follow it, collect the
+"""One job through the local ComfyUI: upload its images, submit under the job's id, follow it, collect the
 SaveImage outputs. Reuses `contract.comfy_client` for the ComfyUI protocol.
 
 Idempotent by `prompt_id` = job id: a job whose history entry already says success is answered from it
@@ -38,7 +38,7 @@ from mlserver.sagemaker.errors import (
     NoImages,
     OutOfMemory,
 )
-from mlserver.sagemaker.payload import InvocationRequest, encode_png
+from mlserver.sagemaker.payload import InputImage, InvocationRequest, encode_png
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +67,16 @@ def is_final(message: dict[str, Any], prompt_id: str) -> bool:
 
 
 def saved_images(graph: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """The output files of every SaveImage node, in the graph's node order, each in batch order."""
+    """The output files of every SaveImage node, in the graph's node order, each in batch order, each
+    with its `node_id`."""
     outputs = entry.get("outputs") or {}
     images: list[dict[str, Any]] = []
     for node_id, node in graph.items():
         if isinstance(node, dict) and node.get("class_type") == "SaveImage":
             node_images = (outputs.get(node_id) or {}).get("images") or []
-            images.extend(i for i in node_images if i.get("type", "output") == "output")
+            images.extend(
+                {**i, "node_id": str(node_id)} for i in node_images if i.get("type", "output") == "output"
+            )
     return images
 
 
@@ -144,7 +147,7 @@ class Renderer:
             elif (entry := await self._rendered(client, job_id)) is not None:
                 return await self._result(client, request, entry, None, require_images)  # finished meanwhile
             else:
-                graph = await self._upload_sketch(client, request)
+                graph = await self._upload_images(client, request)
                 submitted_at = time.time()
                 await self._submit(client, graph, request)
             try:
@@ -167,30 +170,33 @@ class Renderer:
         await forget(client, job_id)
         return None
 
-    async def _upload_sketch(self, client: ComfyClient, request: InvocationRequest) -> dict[str, Any]:
+    async def _upload_images(self, client: ComfyClient, request: InvocationRequest) -> dict[str, Any]:
         """The graph to submit: the payload's, with LoadImage re-pointed if ComfyUI stored another name."""
         graph = copy.deepcopy(request.graph)
-        sketch = request.sketch
-        if sketch is None:
-            return graph
-        files = {"image": (sketch.filename, sketch.png(), "image/png")}
+        for image in request.input_images:
+            await self._upload_image(client, image, graph)
+        return graph
+
+    async def _upload_image(self, client: ComfyClient, image: InputImage, graph: dict[str, Any]) -> None:
+        files = {"image": (image.filename, image.png(), "image/png")}
         try:
             r = await client.http.post(
-                "/upload/image", files=files, data={"subfolder": sketch.subfolder, "type": "input"}
+                "/upload/image",
+                files=files,
+                data={"subfolder": image.subfolder, "type": "input", "overwrite": "true"},
             )
         except httpx.HTTPError as exc:
             raise ComfyUnreachable(f"/upload/image: {type(exc).__name__}: {exc}") from exc
         if r.status_code != 200:
-            raise ComfyUnavailable(f"ComfyUI refused the sketch upload: HTTP {r.status_code}")
+            raise ComfyUnavailable(f"ComfyUI refused the image upload: HTTP {r.status_code}")
         body = r.json()
         stored = f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else str(body["name"])
-        if stored != sketch.path:
-            # Same name, other content already there: ComfyUI kept both and answered "<stem> (n).png".
-            logger.info("sketch stored as %s instead of %s", stored, sketch.path)
+        if stored != image.path:
+            # Not overwritten (a ComfyUI that ignores `overwrite`): it kept both, "<stem> (n).png".
+            logger.info("image stored as %s instead of %s", stored, image.path)
             for node in graph.values():
-                if node["class_type"] == "LoadImage" and node.get("inputs", {}).get("image") == sketch.path:
+                if node["class_type"] == "LoadImage" and node.get("inputs", {}).get("image") == image.path:
                     node["inputs"]["image"] = stored
-        return graph
 
     async def _submit(self, client: ComfyClient, graph: dict[str, Any], request: InvocationRequest) -> None:
         try:
@@ -221,6 +227,7 @@ class Renderer:
             images.append(
                 {
                     "index": index,
+                    "node_id": f["node_id"],
                     "filename": f["filename"],
                     "subfolder": f.get("subfolder", ""),
                     "png_base64": encode_png(data),

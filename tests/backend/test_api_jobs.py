@@ -111,6 +111,9 @@ def test_list_is_newest_first_with_cursor_pages_and_filters(api_stack: Stack) ->
         ]
         assert c.get("/api/jobs", params={"status": "succeeded"}).json()["items"] == []
         assert len(c.get("/api/jobs", params={"status": ["queued"], "kind": "text"}).json()["items"]) == 5
+        assert len(c.get("/api/jobs", params={"kind": ["sketch", "text"]}).json()["items"]) == 5
+        assert c.get("/api/jobs", params={"kind": ["restyle", "stage", "edit"]}).json()["items"] == []
+        assert_error(c.get("/api/jobs", params={"kind": "Not A Template"}), 422, "invalid_input")
         assert_error(c.get("/api/jobs", params={"cursor": "garbage!"}), 422, "invalid_input")
         assert_error(c.get("/api/jobs", params={"status": "done"}), 422, "invalid_input")
         assert_error(c.get("/api/jobs", params={"limit": 0}), 422, "invalid_input")

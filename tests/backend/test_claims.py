@@ -29,7 +29,7 @@ async def test_concurrent_claims_never_hand_out_a_job_twice(sm) -> None:
 async def test_claim_is_fifo_and_by_kind(sm) -> None:
     text = await add_jobs(sm, 2)
     sketch = await add_jobs(sm, 1, kind="sketch")
-    assert (await claim(sm, "w", kinds=("sketch",))).id == sketch[0]
+    assert (await claim(sm, "w", lanes=("sketch",))).id == sketch[0]
     assert (await claim(sm, "w")).id == text[0]
     assert (await claim(sm, "w")).id == text[1]
     assert await claim(sm, "w") is None

@@ -21,6 +21,7 @@ from tests.support.api import assert_error, job_status, wait_status
 from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, Stack
 from tests.support.comfy import SubmittedPrompts, Workload
 from tests.support.net import wait_until
+from tests.support.templates import read_job, store_graph
 
 pytestmark = pytest.mark.comfyui
 
@@ -203,12 +204,13 @@ def test_retry_renders_the_same_image_again(stack: Stack, workload: Workload) ->
 
 
 def test_a_graph_comfyui_rejects_fails_with_its_reason(stack: Stack) -> None:
-    settings = stack.settings.model_copy(update={"checkpoint_name": "no_such_model.safetensors"})
     with stack.client() as c:
         job = c.post("/api/jobs", json=job_body()).json()
-        from tests.support.backend import drain
-
-        drain(settings)
+        graph = read_job(stack.settings, job["id"]).graph
+        assert graph is not None  # filled at creation: the dispatcher sends exactly it
+        graph["4"]["inputs"]["ckpt_name"] = "no_such_model.safetensors"
+        store_graph(stack.settings, job["id"], graph)
+        stack.drain()
         done = job_status(c, job["id"])
     assert done["status"] == "failed"
     assert done["error"]["code"] == "comfy_rejected"

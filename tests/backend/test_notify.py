@@ -23,6 +23,7 @@ from backend.models import Designer, Job
 from backend.notify import Notifier
 from tests.factories import job_body
 from tests.support.backend import Stack, start_stack
+from tests.support.comfy import SubmittedPrompts, Workload
 from tests.support.net import wait_until
 
 
@@ -103,7 +104,7 @@ async def test_claims_and_requeues_are_heard(two_processes) -> None:
         job = await job_queue.enqueue(s, new_job("text"))
     assert job is not None
     async with maker() as s, s.begin():
-        claimed = await claims.claim_next(s, worker_id="w", kinds=["text"], executor="comfyui", instance="a")
+        claimed = await claims.claim_next(s, worker_id="w", lanes=["text"], executor="comfyui", instance="a")
     assert claimed is not None and claimed.id == job.id
     other.items.clear()
     async with maker() as s, s.begin():
@@ -130,26 +131,37 @@ async def test_a_killed_listener_s_socket_is_dropped_by_the_next_sender(tmp_path
     assert not writer._socket_path.exists()
 
 
+def bound_s(workload: Workload) -> float:
+    """How long the job may take from POST to its final event: 30 s, or a render on a slow ComfyUI."""
+    return max(30.0, workload.render_s)
+
+
 @pytest.fixture
-def quiet_stack(db_url: str, tmp_path: Path, comfyui_url: str):
-    """A stack whose dispatcher and event streams poll once a minute: only notifications move a job."""
-    with start_stack(db_url, tmp_path, comfyui_url, dispatcher_poll_s=60.0, event_poll_s=60.0) as stack:
+def quiet_stack(db_url: str, tmp_path: Path, comfyui_url: str, workload: Workload):
+    """A stack whose dispatcher and event streams poll twice as rarely as the job may take (a minute
+    on a fast ComfyUI): only notifications move a job within the bound."""
+    poll_s = 2 * bound_s(workload)
+    with start_stack(db_url, tmp_path, comfyui_url, dispatcher_poll_s=poll_s, event_poll_s=poll_s) as stack:
         yield stack
 
 
 @pytest.mark.comfyui
-def test_notifications_alone_carry_a_job_from_post_to_its_final_event(quiet_stack: Stack) -> None:
+def test_notifications_alone_carry_a_job_from_post_to_its_final_event(
+    quiet_stack: Stack, workload: Workload, submitted_prompts: SubmittedPrompts
+) -> None:
+    bound = bound_s(workload)
     dispatcher = quiet_stack.dispatcher_process().start()
     try:
         with quiet_stack.client() as c:
             wait_until(lambda: "started with" in dispatcher.log(), 30, what="the dispatcher to start")
-            time.sleep(0.5)  # its first look found nothing; its next poll is a minute away
+            time.sleep(0.5)  # its first look found nothing; its next poll is two bounds away
             started = time.monotonic()
-            job = c.post("/api/jobs", json=job_body()).json()
+            job = c.post("/api/jobs", json=job_body(**workload.job())).json()
+            submitted_prompts.add(job["id"])  # a job's id is its prompt id
             types = []
-            with c.stream("GET", f"/api/jobs/{job['id']}/events", timeout=30) as r:
+            with c.stream("GET", f"/api/jobs/{job['id']}/events", timeout=bound) as r:
                 for line in r.iter_lines():
-                    if time.monotonic() - started > 30:
+                    if time.monotonic() - started > bound:
                         break
                     if line.startswith("data: "):
                         types.append(json.loads(line[6:])["type"])
@@ -158,8 +170,8 @@ def test_notifications_alone_carry_a_job_from_post_to_its_final_event(quiet_stac
         dispatcher.terminate()
     assert types[0] == "queued" and types[-1] == "succeeded", types
     assert {"claimed", "started", "progress"} <= set(types)
-    # A minute-long poll would have shown: the claim and every live event came by notification.
-    assert elapsed < 30, (elapsed, dispatcher.log())
+    # A poll (twice the bound) would have shown: the claim and every live event came by notification.
+    assert elapsed < bound, (elapsed, dispatcher.log())
 
 
 def test_sqlite_sockets_live_beside_the_database_unless_the_path_is_too_long(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from backend.images import THUMBNAIL_SIDE_PX, ImageRejected, check_render, make_
 from backend.models import Image
 from tests.factories import job_body
 from tests.support.backend import Stack
+from tests.support.comfy import SubmittedPrompts, Workload
 
 
 def png(width: int = 640, height: int = 384) -> bytes:
@@ -73,10 +74,13 @@ async def _images(settings: Settings, job_id: str, ready: bool | None = None) ->
 
 
 @pytest.mark.comfyui
-def test_thumbnails_come_after_success_and_a_missing_one_is_made_on_request(stack: Stack) -> None:
-    with stack.client() as c:
-        job = c.post("/api/jobs", json=job_body(num_images=2, width=512, height=512)).json()
-        stack.drain()
+def test_thumbnails_come_after_success_and_a_missing_one_is_made_on_request(
+    stack: Stack, workload: Workload, submitted_prompts: SubmittedPrompts
+) -> None:
+    with stack.client() as c:  # 512²: renders wider than a thumbnail, so it is scaled down
+        job = c.post("/api/jobs", json=job_body(**workload.job(num_images=2, width=512, height=512))).json()
+        submitted_prompts.add(job["id"])  # a job's id is its prompt id
+        stack.drain(workload.render_s)
         done = c.get(f"/api/jobs/{job['id']}").json()
         assert done["status"] == "succeeded"
         images = asyncio.run(_images(stack.settings, job["id"]))

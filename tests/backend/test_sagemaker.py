@@ -164,11 +164,9 @@ def test_text_and_sketch_jobs_render_through_sagemaker(sm_stack: Stack, overflow
         .get_object(Bucket=overflow.endpoint.bucket, Key=f"jobs/{sketch['id']}/input.json")["Body"]
         .read()
     )
-    assert payload["job_id"] == sketch["id"] and payload["sketch"]["subfolder"] == "sketches"
-    assert any(
-        n["inputs"].get("image") == f"sketches/{payload['sketch']['filename']}"
-        for n in payload["graph"].values()
-    )
+    [image] = payload["images"]
+    assert payload["job_id"] == sketch["id"] and image["subfolder"] == "uploads" and "sketch" not in payload
+    assert any(n["inputs"].get("image") == f"uploads/{image['filename']}" for n in payload["graph"].values())
 
 
 # --- crashes ------------------------------------------------------------------------------------------

@@ -118,3 +118,52 @@ def test_wait_result_compares_every_waiting_render_with_a_polled_one(tmp_path: P
         # every render ran its sampler steps (55 ms each), and the polling client polled
         assert values["total_s"]["p50"] >= QUICK.latency_steps * 0.055
         assert values["poll_requests"]["p50"] >= 2
+
+
+def test_template_validation_times_every_run_of_the_300_node_graph(tmp_path: Path) -> None:
+    figures = run_bench(tmp_path, "template_validation")
+    values = figures["template_validation.300_nodes"]["values"]
+    assert values["nodes"] == 300 and values["validation_s"]["n"] == QUICK.template_runs
+    assert values["validation_s"]["p95"] >= values["validation_s"]["p50"] > 0
+
+
+def test_template_jobs_time_each_body_against_the_legacy_one(tmp_path: Path) -> None:
+    figures = run_bench(tmp_path, "template_jobs", "--dbs", "sqlite")
+    assert set(figures) == {"template_jobs.template_added.sqlite", "template_jobs.custom_added.sqlite"}
+    values = figures["template_jobs.custom_added.sqlite"]["values"]
+    requests = values["requests_s"]
+    assert {k: v["n"] for k, v in requests.items()} == dict.fromkeys(
+        ("legacy", "template", "custom"), QUICK.template_job_requests
+    )
+    assert requests["legacy"]["p50"] > 0
+    assert values["added_s"]["custom"]["p50"] == requests["custom"]["p50"] - requests["legacy"]["p50"]
+
+
+def test_product_job_pairs_each_render_with_its_emulated_gpu_time(tmp_path: Path) -> None:
+    figures = run_bench(tmp_path, "product_job")
+    values = figures["product_job.added"]["values"]
+    assert values["jobs"] == QUICK.product_jobs
+    assert values["gpu_s"]["p50"] > 0 and values["total_s"]["p50"] > values["gpu_s"]["p50"]
+    assert values["added_s"]["p50"] > 0
+
+
+def test_redesign_job_pairs_each_render_of_each_template_with_its_emulated_gpu_time(tmp_path: Path) -> None:
+    figures = run_bench(tmp_path, "redesign_job")
+    assert set(figures) == {"redesign_job.restyle", "redesign_job.stage", "redesign_job.edit"}
+    for key, figure in figures.items():
+        values = figure["values"]
+        assert (
+            values["template"] == key.removeprefix("redesign_job.") and values["jobs"] == QUICK.redesign_jobs
+        )
+        assert values["added_s"]["n"] == values["gpu_s"]["n"] == QUICK.redesign_jobs
+        assert values["gpu_s"]["p50"] > 0 and values["total_s"]["p50"] > values["gpu_s"]["p50"]
+        assert values["added_s"]["p50"] > 0
+
+
+def test_preview_latency_matches_every_received_preview_to_the_frame_sent(tmp_path: Path) -> None:
+    figures = run_bench(tmp_path, "preview_latency")
+    assert set(figures) == {"preview_latency.first", "preview_latency.every"}
+    values = figures["preview_latency.first"]["values"]
+    assert values["first_s"]["n"] == QUICK.latency_jobs  # every job's stream got a preview
+    assert values["every_s"]["n"] >= values["first_s"]["n"]
+    assert 0 < values["first_s"]["p50"] < 5  # a frame's own send time: received after it, not long after

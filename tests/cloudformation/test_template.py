@@ -32,6 +32,16 @@ OVERFLOW_ON = {"SageMakerOverflow": "true"}
 HTTPS = "ServeHttps"
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 HTTPS_ON = {"CertificateArn": CERTIFICATE}
+DATABASE_ON = {"DatabaseHost": "db.internal"}
+COGNITO_ON = HTTPS_ON | {
+    "CognitoUserPool": "true",
+    "CognitoDomainPrefix": "studio-example",
+    "StudioPublicUrl": "https://studio.example.com",
+}
+SECRET_CONDITIONS = {
+    "CreateDatabaseSecret": "DatabaseSecret",
+    "CreateCognitoUserPool": "UserPool",
+}
 VARIANTS = pytest.mark.parametrize(
     "overrides", [{}, OVERFLOW_ON, HTTPS_ON], ids=["default", "overflow", "https"]
 )
@@ -50,6 +60,9 @@ SAMPLE_VALUES = {
     "MlInstance.PrivateIp": "172.16.10.25",
     "RenderEndpoint.EndpointName": "RenderEndpoint-xyz",
     "RenderNotifyQueue": "https://sqs.eu-west-1.amazonaws.com/123456789012/studio-RenderNotifyQueue-abc",
+    "DatabaseSecret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:DatabaseSecret-AbCdEf",
+    "UserPool": "eu-west-1_AbCdEfGhI",
+    "UserPoolClient": "1example23456789abcdefghij",
 }
 NO_VALUE = object()
 
@@ -200,28 +213,36 @@ def test_checkov_finds_nothing_and_every_suppression_is_needed_and_explained(tmp
     # which carries the file's path, so a checkout whose path up to ".../cloudformation/template" is 40
     # letters, digits and slashes long (one CI checkout's was) read as an AWS secret key.
     (tmp_path / TEMPLATE.name).write_bytes(TEMPLATE.read_bytes())
-    variants = {"default": {}, "overflow": OVERFLOW_ON, "https": HTTPS_ON}
+    variants = {
+        "default": {},
+        "overflow": OVERFLOW_ON,
+        "https": HTTPS_ON,
+        "database": DATABASE_ON,
+        "cognito": COGNITO_ON,
+    }
     files = {"default": Path(TEMPLATE.name)}
     for variant, overrides in variants.items():
         if overrides:
             files[variant] = write_copy(tmp_path / f"{variant}.json", overrides, with_skips=True)
         files[f"{variant}-bare"] = write_copy(tmp_path / f"{variant}-bare.json", overrides, with_skips=False)
+    # Every framework, the secrets scan included; a canary with a password in a URL (as the old
+    # DatabaseUrl description had) proves that scan ran.
+    (tmp_path / "canary.yaml").write_text("url: postgresql+psycopg://studio:Kx8vQ2mZ7rLp4Tn9@db/studio\n")
+    files["canary"] = Path("canary.yaml")
     files = {name: Path(f.name) for name, f in files.items()}
-    command = [
-        str(CHECKOV),
-        *(a for f in files.values() for a in ("-f", str(f))),
-        "--framework",
-        "cloudformation",
-    ]
+    command = [str(CHECKOV), *(a for f in files.values() for a in ("-f", str(f)))]
     command += ["--compact", "--quiet", "--skip-download", "-o", "json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    report = json.loads(done.stdout)
-    assert report["summary"]["parsing_errors"] == 0
+    output = json.loads(done.stdout)
+    reports = output if isinstance(output, list) else [output]
+    assert all(r["summary"]["parsing_errors"] == 0 for r in reports)
     failed: dict[str, set[tuple[str, str]]] = {name: set() for name in files}
-    for check in report["results"]["failed_checks"]:
+    failed_checks = [c for r in reports for c in r["results"].get("failed_checks", [])]
+    for check in failed_checks:
         (name,) = [n for n, f in files.items() if Path(check["file_path"]).name == f.name]
         failed[name].add((check["resource"].split(".")[-1], check["check_id"]))
-    assert [failed[v] for v in variants] == [set()] * len(variants), report["results"]["failed_checks"]
+    assert [failed[v] for v in variants] == [set()] * len(variants), failed_checks
+    assert {check_id for _, check_id in failed["canary"]} == {"CKV_SECRET_4"}
     for variant, overrides in variants.items():
         declared = declared_skips(overrides)
         for name, check_id, comment in declared:
@@ -413,9 +434,11 @@ def test_https_puts_a_tls_load_balancer_in_front_of_the_ui_and_the_api_and_nothi
     }
     ((default,),) = [https["DefaultActions"]]
     assert default["Type"] == "forward" and port_of[ref(default["TargetGroupArn"])] == 8501
-    (rule,) = [
-        p["Properties"] for p in resources("AWS::ElasticLoadBalancingV2::ListenerRule", HTTPS_ON).values()
-    ]
+    rules = resources("AWS::ElasticLoadBalancingV2::ListenerRule", HTTPS_ON)
+    rule = rules.pop("ApiListenerRule")["Properties"]
+    (share,) = [p["Properties"] for p in rules.values()]  # clients' share links: /s/<token> to the API
+    assert share["Conditions"][0]["PathPatternConfig"]["Values"] == ["/s/*"]
+    assert share["Actions"] == rule["Actions"] and ref(share["ListenerArn"]) == listener_of[443]
     assert ref(rule["ListenerArn"]) == listener_of[443]
     ((action,),) = [rule["Actions"]]
     assert action["Type"] == "forward" and port_of[ref(action["TargetGroupArn"])] == 8000
@@ -496,7 +519,13 @@ def render_sub(sub: Any, extra: dict[str, str] | None = None) -> str:
 
 
 def user_data(instance: str, overrides: dict[str, str] | None = None) -> str:
-    script = render_sub(props(instance, overrides)["UserData"]["Fn::Base64"]["Fn::Sub"], overrides)
+    defaults = {
+        name: str(p["Default"])
+        for name, p in template()["Parameters"].items()
+        if "Default" in p and name not in SAMPLE_VALUES and not p["Type"].startswith("AWS::")
+    }
+    sub = props(instance, overrides)["UserData"]["Fn::Base64"]["Fn::Sub"]
+    script = render_sub(sub, defaults | (overrides or {}))
     done = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, timeout=10)
     assert (done.returncode, done.stderr) == (0, ""), script
     return script
@@ -565,11 +594,12 @@ def test_the_backend_reaches_comfyui_at_the_ml_servers_private_ip_and_stores_ren
     assert env["BACKEND_URL"] == "http://127.0.0.1:8000"
 
 
-def test_an_external_database_replaces_sqlite() -> None:
-    url = "postgresql+psycopg://studio:secret@db.internal/studio"
-    env = studio_env(user_data("BackendInstance", {"DatabaseUrl": url}))
-    assert env["DATABASE_URL"] == url
-    assert re.fullmatch(template()["Parameters"]["DatabaseUrl"]["AllowedPattern"], url)
+def test_an_external_database_replaces_sqlite_with_a_url_without_password() -> None:
+    env = studio_env(user_data("BackendInstance", DATABASE_ON))
+    assert env["DATABASE_URL"] == "postgresql+psycopg://studio@db.internal:5432/studio"
+    assert env["DATABASE_PASSWORD_SECRET_ARN"] == SAMPLE_VALUES["DatabaseSecret"]
+    settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
+    assert not settings.is_sqlite and settings.database_password_secret_arn
 
 
 def test_the_backend_gets_the_sagemaker_settings_only_with_the_overflow() -> None:
@@ -631,7 +661,12 @@ def test_iam_is_least_privilege_per_host(overrides: dict[str, str]) -> None:
         '{"Fn::Sub": "${ModelsBucket.Arn}/models/*"}',
     ]
     backend_puts = resources_of("BackendRole", "s3:PutObject", overrides)
-    expected = ['{"Fn::Sub": "${ModelsBucket.Arn}/renders/*"}']
+    # Renders, and the models leads add (never the base models or the published LoRAs).
+    expected = [
+        '{"Fn::Sub": "${ModelsBucket.Arn}/models/added/*"}',
+        '{"Fn::Sub": "${ModelsBucket.Arn}/models/manifest.added.json"}',
+        '{"Fn::Sub": "${ModelsBucket.Arn}/renders/*"}',
+    ]
     if overrides == OVERFLOW_ON:
         expected.insert(0, '{"Fn::Sub": "${ModelsBucket.Arn}/jobs/*"}')
     assert backend_puts == expected
@@ -677,10 +712,19 @@ OVERFLOW_TYPES = (
 
 def test_the_overflow_exists_only_under_its_condition_and_leaves_the_default_stack_alone() -> None:
     everything = template()["Resources"]
-    assert {r["Condition"] for r in everything.values() if "Condition" in r} == {OVERFLOW, HTTPS}
+    assert {r["Condition"] for r in everything.values() if "Condition" in r} == {
+        OVERFLOW,
+        HTTPS,
+        *SECRET_CONDITIONS,
+    }
     conditional = {n for n, r in everything.items() if r.get("Condition") == OVERFLOW}
-    https_only = {n for n, r in everything.items() if r.get("Condition") == HTTPS}
-    assert {n for n, r in everything.items() if r["Type"].startswith(OVERFLOW_TYPES)} <= conditional
+    https_only = {n for n, r in everything.items() if r.get("Condition") in {HTTPS, *SECRET_CONDITIONS}}
+    overflow_typed = {
+        n
+        for n, r in everything.items()
+        if r["Type"].startswith(OVERFLOW_TYPES) and r.get("Condition") not in SECRET_CONDITIONS
+    }
+    assert overflow_typed <= conditional  # the secrets' key is the secrets' (test_secrets.py)
     assert "RenderModelRole" in conditional
     assert set(stack()["Resources"]) == set(everything) - conditional - https_only
     assert set(stack(OVERFLOW_ON)["Resources"]) == set(everything) - https_only
@@ -689,7 +733,7 @@ def test_the_overflow_exists_only_under_its_condition_and_leaves_the_default_sta
         assert not re.search(
             r"Render(Endpoint|Notify|Model|Success|Error)|OverflowKey", json.dumps(stack()["Resources"][name])
         )
-    (rule,) = template()["Rules"].values()
+    rule = template()["Rules"]["SageMakerOverflowNeedsAnImage"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "SageMakerOverflow"}, "true"]}
     assert rule["Assertions"][0]["Assert"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "SageMakerImageUri"}, "none"]}]
@@ -758,6 +802,8 @@ def test_the_backend_may_invoke_only_this_endpoint_and_read_only_its_queue() -> 
         '{"Fn::Sub": "${ModelsBucket.Arn}/jobs-failure/*"}',
         '{"Fn::Sub": "${ModelsBucket.Arn}/jobs-output/*"}',
         '{"Fn::Sub": "${ModelsBucket.Arn}/jobs/*"}',
+        '{"Fn::Sub": "${ModelsBucket.Arn}/loras/*"}',
+        '{"Fn::Sub": "${ModelsBucket.Arn}/models/*"}',
         '{"Fn::Sub": "${ModelsBucket.Arn}/renders/*"}',
     ]
 

@@ -138,7 +138,7 @@ def test_unknown_style_and_missing_sketch_are_graph_errors() -> None:
 
 
 def test_the_workflow_readme_names_nodes_and_inputs_that_exist() -> None:
-    readme = (WORKFLOWS / "README.md").read_text()
+    readme = (WORKFLOWS / "README.md").read_text().split(PRODUCT_SECTION)[0]
     rows = re.findall(r"^\| `(\d+)` \| (\w+) \| ([^|]*) \|", readme, re.MULTILINE)
     assert len(rows) >= 12
     for kind in ("text", "sketch"):
@@ -175,3 +175,25 @@ def test_the_warm_up_graph_is_the_text_graph_cut_down_to_a_1_step_preview(checkp
     assert g["3"]["inputs"]["steps"] == 1
     assert g["9"] == {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
     assert all("_meta" not in node for node in g.values())
+
+
+PRODUCT_SECTION = "## The product template"
+
+
+def test_the_workflow_readmes_product_table_names_the_nodes_of_product_json() -> None:
+    section = (WORKFLOWS / "README.md").read_text().split(PRODUCT_SECTION)[1]
+    graph = json.loads((WORKFLOWS / "product.json").read_text())
+    checked = set()
+    for ids_cell, classes_cell in re.findall(r"^\| (`[^|]*) \| ([^|]*) \|", section, re.MULTILINE):
+        ids: list[str] = []
+        for first, last in re.findall(r"`(\d+)`(?:-`(\d+)`)?", ids_cell):
+            ids += [str(n) for n in range(int(first), int(last or first) + 1)]
+        classes = re.split(r", | → ", classes_cell.strip())
+        if not all(re.fullmatch(r"[A-Z][A-Za-z0-9]+", c) for c in classes):
+            continue  # described in words (the checkpoint, LoRA and prompts, as in the other graphs)
+        if len(classes) == len(ids):
+            assert [graph[n]["class_type"] for n in ids] == classes, ids_cell
+        else:  # a chain: the row's classes, in the graph's order of those ids
+            assert sorted({graph[n]["class_type"] for n in ids}) == sorted(set(classes)), ids_cell
+        checked |= set(ids)
+    assert checked | {"4", "10", "6", "7"} == set(graph)  # every node of the graph is in the table

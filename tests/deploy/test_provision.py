@@ -15,7 +15,17 @@ from mlserver.provision.lock import LOCK_PATH, LockError, load_lock, parse_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "mlserver" / "provision" / "install.sh"
-REQUIRED_NODES = {"ComfyUI-Manager", "comfyui_controlnet_aux", "ComfyUI_Comfyroll_CustomNodes"}
+REQUIRED_NODES = {
+    "ComfyUI-Manager",
+    "comfyui_controlnet_aux",
+    "ComfyUI_Comfyroll_CustomNodes",
+    "ComfyUI_IPAdapter_plus",
+}
+# The packs whose classes tests/data/object_info/packs.json records: that record was taken at these commits.
+RECORDED_PACKS = {
+    "comfyui_controlnet_aux": "cc6b232f4a47f0cdf70f4e1bfa24b74bd0d75bf1",
+    "ComfyUI_IPAdapter_plus": "9d076a3df0d2763cef5510ec5ab807f6632c39f5",
+}
 
 
 def test_the_lock_pins_comfyui_0_3_64_and_every_custom_node_to_a_commit() -> None:
@@ -27,6 +37,21 @@ def test_the_lock_pins_comfyui_0_3_64_and_every_custom_node_to_a_commit() -> Non
         assert re.fullmatch(r"[0-9a-f]{40}", repo.commit), repo
         assert repo.repo.startswith("https://github.com/")
     assert all("==" in p for p in lock.torch_packages)
+
+
+def test_the_sagemaker_image_installs_the_locks_custom_nodes_and_names_them() -> None:
+    build = (ROOT / "mlserver" / "sagemaker" / "build-comfyui.sh").read_text()
+    assert "done < <(lock --repos)" in build  # every repo of the lock, each at its commit
+    dockerfile = (ROOT / "mlserver" / "sagemaker" / "Dockerfile").read_text()
+    assert all(node in dockerfile for node in REQUIRED_NODES)
+
+
+def test_the_packs_the_recorded_object_info_describes_are_locked_at_the_recorded_commits() -> None:
+    locked = {n.name: n.commit for n in load_lock().custom_nodes}
+    assert {name: locked.get(name) for name in RECORDED_PACKS} == RECORDED_PACKS
+    readme = (ROOT / "tests" / "data" / "object_info" / "README.md").read_text()
+    for commit in RECORDED_PACKS.values():
+        assert commit in readme  # change the lock, record packs.json again
 
 
 @pytest.mark.parametrize(
@@ -80,8 +105,10 @@ def test_the_mlserver_role_checks_out_every_locked_commit_and_starts_sync_then_c
     assert f"--index-url {load_lock().torch_index_url}" in out
     assert "custom_nodes/comfyui_controlnet_aux/requirements.txt" in out
     assert "ComfyUI_Comfyroll_CustomNodes/requirements" not in out  # it has none
+    assert "ComfyUI_IPAdapter_plus/requirements" not in out  # nor this one
     enable = "systemctl enable --now studio.target studio-model-sync.service"
     assert f"{enable} comfyui@8188.service comfyui@8189.service" in out
+    assert "systemctl enable --now studio-model-refresh.timer" in out
     for port in (8188, 8189):
         assert f"{tmp_path}/state/comfyui/{port}/input" in out
 
@@ -93,7 +120,8 @@ def test_the_backend_role_installs_the_api_dispatcher_and_ui(tmp_path: Path) -> 
         "systemctl enable --now studio.target studio-backend.service studio-dispatcher.service" in done.stdout
     )
     assert "git clone" not in done.stdout and "comfyui@" not in done.stdout
-    assert f"pip install -q -e {ROOT}" in done.stdout
+    assert f"pip install -q -e {ROOT}[cutout]" in done.stdout  # rembg and onnxruntime for product photos
+    assert f"{ROOT}/.venv/bin/python -c import rembg" in done.stdout  # numba kernels compiled as root
 
 
 def test_every_unit_install_sh_copies_exists_and_every_unit_is_installed_by_a_role(tmp_path: Path) -> None:
@@ -101,7 +129,8 @@ def test_every_unit_install_sh_copies_exists_and_every_unit_is_installed_by_a_ro
     for role in ("backend", "mlserver"):
         out = install(role, tmp_path, "--dry-run").stdout
         copied |= set(re.findall(r"install -m 0644 \S+/systemd/(\S+) ", out))
-    assert copied == {p.name for p in (ROOT / "systemd").iterdir() if p.suffix in (".service", ".target")}
+    units = (".service", ".target", ".timer")
+    assert copied == {p.name for p in (ROOT / "systemd").iterdir() if p.suffix in units}
 
 
 def test_an_unknown_role_or_flag_is_a_usage_error(tmp_path: Path) -> None:

@@ -13,7 +13,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
-SERVICES = ["studio-backend", "studio-dispatcher", "studio-ui", "studio-model-sync", "comfyui@8188"]
+SERVICES = [
+    "studio-backend",
+    "studio-dispatcher",
+    "studio-ui",
+    "studio-model-sync",
+    "studio-model-refresh",
+    "comfyui@8188",
+]
 # Exposure scores from `systemd-analyze security` (0 = locked down, 10 = unsafe). ComfyUI keeps the GPU
 # devices and writable-executable memory (CUDA), so it gets a little more room.
 MAX_EXPOSURE = {"comfyui@8188": 3.0}
@@ -55,7 +62,7 @@ def parse(name: str) -> configparser.ConfigParser:
     return parser
 
 
-@pytest.mark.parametrize("unit", [*SERVICES, "studio.target"])
+@pytest.mark.parametrize("unit", [*SERVICES, "studio.target", "studio-model-refresh.timer"])
 def test_every_unit_verifies_without_a_single_message(unit_dir: Path, unit: str) -> None:
     name = unit if "." in unit else f"{unit}.service"
     done = analyze(unit_dir, "verify", name)
@@ -114,3 +121,15 @@ def test_the_api_migrates_before_it_serves_and_the_dispatcher_stops_gracefully()
     assert "studio-backend.service" in dispatcher["Unit"]["After"].split()
     ui = parse("studio-ui.service")["Service"]
     assert "streamlit run /opt/studio/frontend/app.py --server.port 8501" in ui["ExecStart"]
+    # The sign-in secrets file is written before Streamlit starts, where it reads it (~/.streamlit).
+    assert ui["ExecStartPre"].endswith("-m frontend.auth_secrets")
+    assert ui["Environment"] == "HOME=/var/lib/studio/ui" and ui["StateDirectory"] == "studio/ui"
+
+
+def test_comfyui_sends_live_previews_on_the_ml_host_and_under_make_run() -> None:
+    start = parse("comfyui@.service")["Service"]["ExecStart"]
+    assert "--preview-method latent2rgb" in start  # no model file needed, unlike taesd
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    procfile = dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+    for name in ("comfy-text", "comfy-sketch"):
+        assert "--preview-method auto" in procfile[name], name

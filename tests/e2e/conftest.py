@@ -7,6 +7,7 @@ One stack per test module (the browser tests share it); Debian's chromium driven
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.support.backend import DEMO_TOKEN, Stack, start_stack
 from tests.support.comfy import REAL_COMFYUI, start_emulator
@@ -43,7 +44,8 @@ def studio(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> I
     if REAL_COMFYUI:
         comfy_url = REAL_COMFYUI
     else:
-        emulator = start_emulator(tmp / "comfyui", step_ms=STEP_MS)
+        # live previews on, as `make run` and the ML host run ComfyUI
+        emulator = start_emulator(tmp / "comfyui", step_ms=STEP_MS, extra_args=["--preview-method", "auto"])
         comfy_url = emulator.url
     try:
         with start_stack(sqlite_db(sqlite_template, tmp), tmp, comfy_url) as stack:
@@ -113,6 +115,50 @@ def wait_for_run(page: Page) -> None:
     expect(app).to_have_attribute("data-test-script-state", "notRunning")
 
 
+def settle(page: Page, timeout_ms: int = 30_000) -> None:
+    """The script has finished and nothing on the page is still dimmed as stale: a rerun that began
+    after `wait_for_run` returned leaves faded elements (opacity) until it ends, which a contrast check
+    or a screenshot would take for the page."""
+    wait_for_run(page)
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=timeout_ms)
+    wait_for_run(page)
+
+
+def choose(page: Page, key: str, option: str | re.Pattern[str]) -> None:
+    """Pick `option` in the selectbox of widget `key` once the page has settled: a click that lands
+    while the script is still running can be lost (the widget is redrawn), so it is retried."""
+    wait_for_run(page)
+    box = page.locator(f".st-key-{key}").get_by_role("combobox")
+    expect(box).to_be_visible()
+    choice = page.get_by_role("option", name=option)
+    for _attempt in range(3):
+        box.scroll_into_view_if_needed()
+        box.click()
+        try:
+            expect(choice.first).to_be_visible(timeout=5_000)
+            break
+        except AssertionError:
+            page.keyboard.press("Escape")
+            wait_for_run(page)
+    choice.first.click()
+    expect(box).to_have_value(option)  # taken; callers check the page it reruns into
+    wait_for_run(page)
+
+
+def click_until(page: Page, button: Locator, shown: Locator, timeout_ms: float = 10_000) -> None:
+    """Click `button` once the page has settled until `shown` is visible: on a loaded machine a click
+    that lands while the script reruns (a component sending its value) can be lost, so it is retried."""
+    for _attempt in range(3):
+        wait_for_run(page)
+        button.click()
+        try:
+            expect(shown).to_be_visible(timeout=timeout_ms)
+            return
+        except AssertionError:
+            continue
+    expect(shown).to_be_visible()
+
+
 def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -129,9 +175,25 @@ def wait_for_jobs(stack: Stack, timeout_s: float = 60) -> None:
         )
 
 
+def enter_token(page: Page, token: str) -> None:
+    """The sign-in page's designer-token form (in its expander): fill it and send it."""
+    wait_for_run(page)
+    page.get_by_text("Sign in with a designer token").click()
+    page.locator(".st-key-w_token input").fill(token)
+    wait_for_run(page)
+    page.get_by_role("button", name="Sign in with the token").click()
+
+
 def sign_in(page: Page, url: str, token: str = DEMO_TOKEN) -> None:
     page.goto(url)
-    page.locator(".st-key-w_token input").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_text("Signed in as")).to_be_visible()
+    enter_token(page, token)
+    signed_in = page.get_by_text("Signed in as")
+    for _attempt in range(2):  # a click that lands while the page reruns is lost: send it again
+        try:
+            expect(signed_in).to_be_visible(timeout=10_000)
+            break
+        except AssertionError:
+            wait_for_run(page)
+            page.get_by_role("button", name="Sign in with the token").click()
+    expect(signed_in).to_be_visible()
     wait_for_run(page)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Studio, screenshot, sign_in, wait_for_jobs, wait_for_run
+from tests.e2e.conftest import (
+    ROOT,
+    Studio,
+    choose,
+    enter_token,
+    screenshot,
+    sign_in,
+    wait_for_jobs,
+    wait_for_run,
+)
 from tests.factories import sketch_png
 
 pytestmark = [pytest.mark.e2e, pytest.mark.comfyui]
@@ -22,20 +32,20 @@ def render_and_wait(page: Page) -> None:
 
 def test_sign_in_refuses_a_wrong_token_then_opens_the_studio(page: Page, studio: Studio) -> None:
     page.goto(studio.url)
-    page.locator(".st-key-w_token input").fill("not-my-token")
-    page.get_by_role("button", name="Sign in").click()
+    enter_token(page, "not-my-token")
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("not valid")
     screenshot(page, "01-sign-in-refused")
     sign_in(page, studio.url)
     expect(page.get_by_text("Indochine").first).to_be_visible()
-    expect(page.get_by_test_id("stImage")).to_have_count(3)  # the three style previews
+    expect(page.locator("[class*='st-key-card_style_']")).to_have_count(3)  # a card per style
+    expect(page.get_by_text("placeholder", exact=False)).to_have_count(0)
     screenshot(page, "02-studio")
 
 
 def test_text_render_in_indochine_with_live_progress_and_download(page: Page, studio: Studio) -> None:
     sign_in(page, studio.url)
     page.locator(".st-key-w_prompt textarea").fill("sunlit living room, rattan chairs, teak floor")
-    page.locator(".st-key-w_style").get_by_text("Indochine", exact=True).click()
+    page.locator(".st-key-card_style_indochine").click()
     page.locator(".st-key-render button").click()
     progress = page.get_by_test_id("stProgress")
     expect(progress).to_contain_text(re.compile(r"Queued|Rendering: step \d+/25|Starting"))
@@ -64,11 +74,11 @@ def test_sketch_upload_preview_and_render(page: Page, studio: Studio, tmp_path) 
     sketch = tmp_path / "living-room-plan.png"
     sketch.write_bytes(sketch_png(900, 600))
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(sketch))
-    expect(page.get_by_text(re.compile("As ComfyUI gets it .* inverted"))).to_be_visible()
+    expect(page.get_by_text(re.compile("As the render sees it .* inverted"))).to_be_visible()
     wait_for_run(page)
     screenshot(page, "05-sketch-preview")
     page.locator(".st-key-w_prompt textarea").fill("minimal loft living room from my sketch")
-    page.locator(".st-key-w_style").get_by_text("Minimalist", exact=True).click()
+    page.locator(".st-key-card_style_minimalist").click()
     render_and_wait(page)
     expect(page.get_by_text("Minimalist · sketch render")).to_be_visible()
     screenshot(page, "06-sketch-render-done")
@@ -91,9 +101,11 @@ def test_draw_a_sketch_on_the_canvas(page: Page, studio: Studio) -> None:
         page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
     page.mouse.up()
     page.locator(".st-key-use_drawing button").click()  # at once: the request waits for the strokes
-    expect(page.get_by_text(re.compile("As ComfyUI gets it"))).to_be_visible()
+    expect(page.get_by_text(re.compile("As the render sees it"))).to_be_visible()
     wait_for_run(page)
     screenshot(page, "07-drawn-sketch")
+    if os.environ.get("REFRESH_DOCS"):
+        page.screenshot(path=str(ROOT / "docs" / "screenshots" / "drawn-sketch.png"), animations="disabled")
 
 
 def test_cancel_a_render_midway(page: Page, studio: Studio) -> None:
@@ -119,16 +131,18 @@ def test_gallery_shows_every_render_and_renders_one_again(page: Page, studio: St
     page.get_by_role("link", name="Gallery").click()
     expect(page.get_by_text("scandinavian bedroom, oak bed", exact=True)).to_be_visible()
     expect(page.locator(".st-key-g_days").get_by_text("Created between")).to_be_visible()
-    expect(page.get_by_role("radio", name="Sketch")).to_be_visible()
+    expect(page.get_by_role("combobox", name="Made from")).to_have_value("Anything")
     wait_for_run(page)
     screenshot(page, "09-gallery")
     expect(page.get_by_text(injection, exact=True)).to_be_visible()  # shown as typed, not as markup
     expect(page.locator("strong", has_text="not bold")).to_have_count(0)
     expect(page.locator("b", has_text="nor this")).to_have_count(0)
     assert page.evaluate("window.pwned") is None
-    page.locator(".st-key-g_style").click()
-    page.get_by_role("option", name="Minimalist").click()
-    wait_for_run(page)
+    choose(page, "g_kind", "Photo redesign")  # made from a photo: none of these
+    expect(page.get_by_text("No renders here yet.")).to_be_visible()
+    choose(page, "g_kind", "Text")
+    choose(page, "g_style", "Minimalist")
+    expect(page.get_by_text(injection, exact=True)).to_have_count(0)  # the list is the filtered one now
     expect(page.get_by_text("grand hotel lobby")).to_have_count(0)
     page.get_by_role("button", name="Render again").first.click()
     expect(page.get_by_test_id("stDownloadButton").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)

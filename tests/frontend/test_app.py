@@ -47,7 +47,7 @@ def dispatcher(ui_stack: Stack) -> Iterator[DispatcherThread]:
 def signed_in() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
     at.text_input(key="w_token").input(DEMO_TOKEN)
-    at.button[0].click().run()  # the form's submit button
+    at.button(key="w_token_sign_in").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     return at
@@ -60,7 +60,7 @@ def texts(at: AppTest) -> str:
 def test_a_wrong_token_gets_a_clear_message(ui_stack: Stack) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
     at.text_input(key="w_token").input("not-a-token")
-    at.button[0].click().run()
+    at.button(key="w_token_sign_in").click().run()
     assert not at.exception
     assert "not valid" in at.error[0].value
     assert at.session_state["token"] is None
@@ -74,7 +74,7 @@ def test_an_unreachable_backend_is_a_message_not_a_traceback(monkeypatch: pytest
     try:
         at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
         at.text_input(key="w_token").input(DEMO_TOKEN)
-        at.button[0].click().run()
+        at.button(key="w_token_sign_in").click().run()
     finally:
         get_frontend_settings.cache_clear()
     assert not at.exception
@@ -105,10 +105,15 @@ def test_presets_fill_the_prompt_and_the_style_picker_lists_every_style(ui_stack
     at.selectbox(key="w_preset").select("Kitchen").run()
     assert "kitchen" in at.text_area(key="w_prompt").value
     assert "dirty dishes" in at.text_area(key="w_negative").value
-    style = at.radio(key="w_style")
-    assert style.options == ["Indochine", "Minimalist", "None"]
-    assert style.value == "indochine"
-    assert len(at.image) >= 3  # one preview per style
+    cards = [b for b in at.button if b.key.startswith("pick_style_")]
+    assert [b.label for b in cards] == ["Indochine ✓", "Minimalist", "None"]  # the card is the control
+    assert at.session_state["w_style"] == "indochine"
+    at.button(key="pick_style_minimalist").click().run()
+    assert at.session_state["w_style"] == "minimalist"
+    assert at.button(key="pick_style_minimalist").label == "Minimalist ✓"
+    fallbacks = [h.value for h in at.get("html") if h.value.startswith('<div class="studio-fallback')]
+    assert len(fallbacks) == 3  # no rendered previews yet: a designed card each, never the word placeholder
+    assert "white oak, linen" in fallbacks[1] and "placeholder" not in " ".join(fallbacks).lower()
     at.selectbox(key="w_size").select("Portrait 512 × 768").run()
     assert (at.number_input(key="w_width").value, at.number_input(key="w_height").value) == (512, 768)
     at.number_input(key="w_width").set_value(600).run()
@@ -120,7 +125,7 @@ def test_text_render_with_indochine_shows_progress_the_image_and_its_settings(
 ) -> None:
     at = signed_in()
     at.text_area(key="w_prompt").input("quiet reading corner, rattan armchair <b>bold</b>")
-    at.radio(key="w_style").set_value("indochine")
+    at.button(key="pick_style_indochine").click().run()
     at.checkbox(key="w_random_seed").uncheck().run()
     at.number_input(key="w_seed").set_value(4242)
     at.button(key="render").click().run()
@@ -160,7 +165,9 @@ def test_sketch_upload_is_previewed_as_comfyui_gets_it_and_renders(
     upload = at.session_state["upload"]
     assert upload["dark_lines"] is True
     captions = [c for image in at.image for c in image.captions]
-    assert any("inverted" in c and "768×512" in c for c in captions), captions
+    assert any("inverted" in c and "728×544" in c for c in captions), captions  # the 4:3 sketch's shape
+    assert (at.number_input(key="w_width").value, at.number_input(key="w_height").value) == (728, 544)
+    assert any("Render size set to 728 × 544 px to match your sketch" in i.value for i in at.info)
     at.slider(key="w_sketch_strength").set_value(1.2)
     at.button(key="render").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -344,9 +351,9 @@ def test_a_style_no_server_can_render_is_shown_unavailable_with_the_reason(
 ) -> None:
     _, emu = lacking_stack
     at = signed_in()
-    style = at.radio(key="w_style")
-    assert style.options == ["Minimalist", "None"]  # not selectable
-    assert style.value == "minimalist"
+    assert at.button(key="pick_style_indochine").disabled  # not selectable
+    assert not at.button(key="pick_style_minimalist").disabled
+    assert at.session_state["w_style"] == "minimalist"
     reasons = [c.value for c in at.caption if "unavailable" in c.value]
     assert len(reasons) == 1, [c.value for c in at.caption]
     assert "Indochine" in reasons[0] and "indochine\\_v1\\.safetensors" in reasons[0]

@@ -43,9 +43,13 @@ def test_templates_take_the_prompt_and_the_negative(style_id: str) -> None:
 
 
 @pytest.mark.parametrize("style_id", MANIFEST.ids)
-def test_preview_image_exists_and_is_a_png(style_id: str) -> None:
+def test_a_preview_image_is_a_rendered_png_when_there_is_one(style_id: str) -> None:
+    """Previews come from `make previews` once the LoRAs are published; until then the studio draws a
+    designed card (no image of the word placeholder is committed)."""
     path = MANIFEST.preview_path(style_id)
-    assert path.is_file(), f"{style_id}: {path} is missing (python -m loras.render_previews --placeholders)"
+    assert path.parent.is_dir(), f"{path.parent} is missing: `make previews` writes there"
+    if not path.is_file():
+        return
     with Image.open(path) as im:
         assert im.format == "PNG" and min(im.size) >= 128
 

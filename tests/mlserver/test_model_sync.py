@@ -19,7 +19,7 @@ import pytest
 
 from backend.api.health import _check_models
 from contract.styles import ManifestError
-from mlserver.model_sync import Entry, Options, Status, load_entries, main, sync
+from mlserver.model_sync import Entry, Options, Status, in_folders, load_entries, main, sync
 from tests.support.aws import MotoServer
 
 BUCKET = "studio-models"
@@ -442,3 +442,80 @@ def test_the_command_line_syncs_from_s3_and_exits_0(models: Models, moto: MotoSe
     models.entries[0].path(models.models_dir).unlink()
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), cwd=ROOT, timeout=60)
     assert done.returncode == 1 and "FAILED" in done.stdout and not models.marker.exists()
+
+
+def test_the_added_manifest_is_merged_checked_and_a_refresh_keeps_the_marker(
+    models: Models, moto: MotoServer, tmp_path: Path
+) -> None:
+    from contract.model_manifest import ADDED_MANIFEST_KEY, render_added
+    from mlserver.model_sync import fetch_added
+
+    assert fetch_added(models.s3, BUCKET, ADDED_MANIFEST_KEY) == []  # none added yet
+    models.run()
+    added = entry("brass", "loras", blob(7, 5000), key="models/added/loras/1/brass.safetensors")
+    added = Entry(
+        **{
+            **added.__dict__,
+            "licence": "apache-2.0",
+            "source": "added",
+            "name": "added:loras/brass.safetensors",
+        }
+    )
+    models.s3.put_object(Bucket=BUCKET, Key=added.s3_key, Body=blob(7, 5000))
+    models.s3.put_object(Bucket=BUCKET, Key=ADDED_MANIFEST_KEY, Body=render_added([added]).encode())
+    fetched = fetch_added(models.s3, BUCKET, ADDED_MANIFEST_KEY)
+    assert fetched == [added]
+    results = models.run(entries=[*models.entries, *fetched], keep_marker=True)
+    assert results["added:loras/brass.safetensors"].status == "downloaded" and models.marker.exists()
+    assert added.path(models.models_dir).read_bytes() == blob(7, 5000)
+
+    models.s3.put_object(Bucket=BUCKET, Key=ADDED_MANIFEST_KEY, Body=b'{"schema_version": 1, "models": [{}]}')
+    with pytest.raises(ManifestError):
+        fetch_added(models.s3, BUCKET, ADDED_MANIFEST_KEY)
+    clash = Entry(**{**added.__dict__, "sha256": "1" * 64})
+    with pytest.raises(ManifestError, match="different contents"):
+        load_entries(ROOT / "mlserver" / "models.toml", None, [clash, added])
+
+
+def test_the_api_hosts_sync_takes_the_background_removal_model_and_only_it() -> None:
+    backend = in_folders(load_entries(ROOT / "mlserver" / "models.toml", None), ["rembg"])
+    assert [(e.folder, e.file, e.s3_key, e.licence) for e in backend] == [
+        ("rembg", "u2net.onnx", "models/rembg/u2net.onnx", "apache-2.0")
+    ]
+    with pytest.raises(ManifestError, match="no model of folder nothing"):
+        in_folders(backend, ["nothing"])
+
+
+def test_the_api_host_syncs_its_model_by_folder_and_cuts_out_with_it(
+    models: Models, moto: MotoServer, tmp_path: Path
+) -> None:
+    """`--folder rembg`: the u2net stand-in from the bucket, checksummed, in place where REMBG_MODEL_PATH
+    points; the style LoRAs and the other folders are left alone; the cut-out runs on the synced file."""
+    from backend.cutout import process_product
+    from tests.support.cutout import matte_model, product_photo
+
+    onnx_bytes = matte_model()
+    models.s3.put_object(Bucket=BUCKET, Key="models/rembg/u2net.onnx", Body=onnx_bytes)
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(
+        '[models.rembg_u2net]\nfolder = "rembg"\nfile = "u2net.onnx"\ns3_key = "models/rembg/u2net.onnx"\n'
+        f'sha256 = "{hashlib.sha256(onnx_bytes).hexdigest()}"\nsize_bytes = {len(onnx_bytes)}\n'
+        'licence = "apache-2.0"\n'
+        + "".join(  # a ComfyUI model beside it, which the API host leaves alone
+            f'[models.{e.name}]\nfolder = "{e.folder}"\nfile = "{e.file}"\ns3_key = "{e.s3_key}"\n'
+            f'sha256 = "{e.sha256}"\nsize_bytes = {e.size_bytes}\n'
+            for e in models.entries[:1]
+        )
+    )
+    cmd = [sys.executable, "-m", "mlserver.model_sync", "--bucket", BUCKET, "--added-key", ""]
+    cmd += ["--models-dir", str(models.models_dir), "--models-manifest", str(manifest), "--folder", "rembg"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "1 of 1 verified" in done.stdout
+    synced = models.models_dir / "rembg" / "u2net.onnx"
+    assert synced.read_bytes() == onnx_bytes
+    assert sorted(p.name for p in models.models_dir.iterdir() if not p.name.startswith(".")) == ["rembg"]
+    cut = process_product(product_photo(), max_pixels=10**7, max_side=2048, model_path=synced, threads=1)
+    assert cut.method == "model" and 0.15 < cut.foreground < 0.25
+    done = subprocess.run([*cmd[:-1], "nothing"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and "no model of folder nothing" in done.stderr

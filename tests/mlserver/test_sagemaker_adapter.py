@@ -224,13 +224,15 @@ def test_sketch_job_uploads_the_sketch_and_renders_from_it(adapter: AdapterProce
     assert stored.status_code == 200 and stored.content == png
 
 
-def test_sketch_stored_under_another_name_is_rewritten_in_the_graph(
+def test_images_are_placed_under_their_exact_names_and_the_graph_runs_unchanged(
     adapter: AdapterProcess, comfyui_url: str
 ) -> None:
     png = sketch_png(330, 250)
-    payload = sketch_payload(png, width=256, height=256, num_images=1)
-    name = payload["sketch"]["filename"]
-    # Other bytes already under that name: ComfyUI keeps both and stores ours as "<stem> (1).png".
+    legacy = sketch_payload(png, width=256, height=256, num_images=1)
+    payload = {**legacy, "images": [legacy.pop("sketch")]}  # the request's form since templates
+    del payload["sketch"]
+    name = payload["images"][0]["filename"]
+    # Other bytes already under that content name (a partial copy...): overwritten, the path stays right.
     other = sketch_png(200, 200, dark_on_light=False)
     httpx.post(
         f"{comfyui_url}/upload/image",
@@ -239,9 +241,13 @@ def test_sketch_stored_under_another_name_is_rewritten_in_the_graph(
     ).raise_for_status()
     r = invoke(adapter, payload)
     assert r.status_code == 200, r.text
+    assert [i["node_id"] for i in r.json()["images"]] == ["9"]
     history = httpx.get(f"{comfyui_url}/history/{payload['job_id']}").json()[payload["job_id"]]
-    ran = history["prompt"][2]
-    assert ran["11"]["inputs"]["image"] == f"sketches/{name.removesuffix('.png')} (1).png"
+    assert history["prompt"][2] == payload["graph"]
+    stored = httpx.get(
+        f"{comfyui_url}/view", params={"filename": name, "subfolder": "sketches", "type": "input"}
+    )
+    assert stored.content == png
 
 
 def test_reinvoking_a_finished_job_returns_the_same_images_without_running_again(
@@ -322,6 +328,16 @@ def _bad_payloads() -> list[tuple[str, Any, str]]:
             "sketch.png_base64",
         ),
         (
+            "an image not a PNG",
+            {**ok, "images": [{"subfolder": "uploads", "filename": "a.png", "png_base64": not_png}]},
+            "images.0.png_base64",
+        ),
+        (
+            "an image path escaping the input folder",
+            {**ok, "images": [{"subfolder": "../x", "filename": "a.png", "png_base64": not_png}]},
+            "images.0.subfolder",
+        ),
+        (
             "sketch escaping the input folder",
             {**ok, "sketch": {"subfolder": "../x", "filename": "a.png", "png_base64": not_png}},
             "sketch.subfolder",
@@ -371,9 +387,9 @@ def test_a_render_past_the_invocation_timeout_is_interrupted_and_a_504(
     proc = start_adapter(tmp_path / "adapter", emulator.url, extra_env={"INVOCATION_TIMEOUT_S": "0.5"})
     try:
         payload = text_payload(width=512, height=512, num_images=1, steps=SLOW_STEPS * 5)
-        started = time.monotonic()
         error_of(invoke(proc, payload), 504, "timeout")
-        assert time.monotonic() - started < 8
+        # The 504 did not wait for the render: ComfyUI's run of it ended interrupted, not finished. (A
+        # wall-clock bound here measured the machine's load: 11 s once beside CI's other workers.)
         stats = emulator.stats()
         assert stats["runs"][-1]["prompt_id"] == payload["job_id"]
         assert stats["runs"][-1]["status"] == "execution_interrupted"

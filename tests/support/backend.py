@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from backend.storage import make_storage
 from backend.users import ensure_designer
 from contract.styles import load_manifest
 from tests.support.harness import DispatcherProcess
-from tests.support.net import free_port, wait_http, wait_until
+from tests.support.net import answers, wait_until
 
 DEMO_TOKEN = "test-token-alice"
 OTHER_TOKEN = "test-token-bob"
@@ -51,23 +52,52 @@ def make_settings(db_url: str, data_dir: Path, comfy_url: str | None, **override
 @dataclass
 class ApiServer:
     settings: Settings
-    port: int = field(default_factory=free_port)
+    port: int = 0  # 0: the kernel picks one when the server starts, held from that moment on
     app: FastAPI | None = None  # create_app(settings), unless a test adds a route of its own to one
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
+    failure: BaseException | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # The socket is bound here and handed to uvicorn: a port picked earlier and closed again could be
+        # taken meanwhile (by any outgoing connection on a loaded machine), and uvicorn would then exit
+        # in its thread while the test waited for /healthz.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart on the same port
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(2048)
+        self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.app or create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
         )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"api:{self.port}", daemon=True)
+        server = self.server = uvicorn.Server(config)
+        self.failure = None
+
+        def serve() -> None:
+            try:
+                server.run(sockets=[sock])
+                if not server.started:
+                    self.failure = RuntimeError("uvicorn exited at start-up (see its log above)")
+            except BaseException as exc:
+                self.failure = exc
+                raise
+            finally:
+                sock.close()
+
+        self.thread = threading.Thread(target=serve, name=f"api:{self.port}", daemon=True)
         self.thread.start()
-        wait_http(f"{self.url}/healthz", timeout_s=15)
+        wait_until(
+            lambda: self.failure is not None or answers(f"{self.url}/healthz"),
+            30,
+            0.05,
+            what=f"{self.url}/healthz",
+        )
+        if self.failure is not None:
+            raise RuntimeError(f"the API on port {self.port} did not start: {self.failure!r}")
 
     def stop(self) -> None:
         if self.server is not None and self.thread is not None:

@@ -242,12 +242,16 @@ class ProcessStack:
     booting: list[EmulatorProcess] = field(default_factory=list)
 
     def emulator(
-        self, step_ms: float = 55.0, *, load_ms: tuple[float, float, float] = (0, 0, 0)
+        self,
+        step_ms: float = 55.0,
+        *,
+        load_ms: tuple[float, float, float] = (0, 0, 0),
+        extra_args: Sequence[str] = (),
     ) -> EmulatorProcess:
         """An emulator; `load_ms` = checkpoint, LoRA and ControlNet load times (0: loading not measured)."""
         port = free_port()
         args = ["--step-ms", str(step_ms), "--checkpoint-load-ms", str(load_ms[0])]
-        args += ["--lora-load-ms", str(load_ms[1]), "--controlnet-load-ms", str(load_ms[2])]
+        args += ["--lora-load-ms", str(load_ms[1]), "--controlnet-load-ms", str(load_ms[2]), *extra_args]
         emu = EmulatorProcess(self.workdir / f"comfyui-{port}", port, args)
         self.procs.append(emu)
         emu.start(wait=False)

@@ -28,14 +28,15 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def answers(url: str, ok: Callable[[httpx.Response], bool] | None = None) -> bool:
+    """Whether GET `url` answers now (2xx, or whatever `ok` accepts)."""
+    try:
+        r = httpx.get(url, timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return ok(r) if ok else r.is_success
+
+
 def wait_http(url: str, timeout_s: float = 20.0, ok: Callable[[httpx.Response], bool] | None = None) -> None:
     """Wait until GET `url` answers (2xx, or whatever `ok` accepts)."""
-
-    def ready() -> bool:
-        try:
-            r = httpx.get(url, timeout=1.0)
-        except httpx.HTTPError:
-            return False
-        return ok(r) if ok else r.is_success
-
-    wait_until(ready, timeout_s, 0.05, f"{url} to answer")
+    wait_until(lambda: answers(url, ok), timeout_s, 0.05, f"{url} to answer")

@@ -25,19 +25,19 @@ async def add_jobs(sm, n: int, lora: str = "", kind: str = "text", **extra) -> l
     return ids
 
 
-async def claim(sm, worker: str, preferred: str | None = None, kinds=("text",)) -> Job | None:
+async def claim(sm, worker: str, preferred: str | None = None, lanes=("text",)) -> Job | None:
     async with sm() as s, s.begin():
         return await claims.claim_next(
-            s, worker_id=worker, kinds=kinds, executor="comfy", instance="i1", preferred_lora=preferred
+            s, worker_id=worker, lanes=lanes, executor="comfy", instance="i1", preferred_lora=preferred
         )
 
 
-async def claim_many(sm, worker: str, limit: int, preferred: str | None = None, kinds=("text",)) -> list[Job]:
+async def claim_many(sm, worker: str, limit: int, preferred: str | None = None, lanes=("text",)) -> list[Job]:
     async with sm() as s, s.begin():
         return await claims.claim_batch(
             s,
             worker_id=worker,
-            kinds=kinds,
+            lanes=lanes,
             executor="comfy",
             instance="i1",
             limit=limit,
