@@ -124,6 +124,19 @@ def settle(page: Page, timeout_ms: int = 30_000) -> None:
     wait_for_run(page)
 
 
+def most_steps(page: Page) -> None:
+    """Set the Steps slider to its maximum (100, four times the default): a render a loaded machine
+    cannot finish before a test has seen it in progress (a second preview, a cancel, a reload)."""
+    advanced = page.get_by_text("Advanced settings")
+    steps = page.locator(".st-key-w_steps").get_by_role("slider")
+    if not steps.is_visible():
+        advanced.click()
+    steps.focus()
+    page.keyboard.press("End")
+    expect(steps).to_have_value("100")
+    wait_for_run(page)
+
+
 def choose(page: Page, key: str, option: str | re.Pattern[str]) -> None:
     """Pick `option` in the selectbox of widget `key` once the page has settled: a click that lands
     while the script is still running can be lost (the widget is redrawn), so it is retried."""

@@ -13,6 +13,7 @@ from tests.e2e.conftest import (
     Studio,
     choose,
     enter_token,
+    most_steps,
     screenshot,
     sign_in,
     wait_for_jobs,
@@ -111,6 +112,7 @@ def test_draw_a_sketch_on_the_canvas(page: Page, studio: Studio) -> None:
 def test_cancel_a_render_midway(page: Page, studio: Studio) -> None:
     sign_in(page, studio.url)
     page.locator(".st-key-w_prompt textarea").fill("grand hotel lobby, marble, chandeliers")
+    most_steps(page)  # still running when the click lands, however loaded the machine
     page.locator(".st-key-render button").click()
     expect(page.get_by_test_id("stProgress")).to_contain_text(re.compile(r"step \d+/"), timeout=20_000)
     page.locator("[class*='st-key-cancel_'] button").click()
