@@ -130,7 +130,7 @@ def most_steps(page: Page) -> None:
     advanced = page.get_by_text("Advanced settings")
     steps = page.locator(".st-key-w_steps").get_by_role("slider")
     if not steps.is_visible():
-        advanced.click()
+        click_until(page, advanced, steps)
     steps.focus()
     page.keyboard.press("End")
     expect(steps).to_have_value("100")
@@ -160,9 +160,12 @@ def choose(page: Page, key: str, option: str | re.Pattern[str]) -> None:
 
 def click_until(page: Page, button: Locator, shown: Locator, timeout_ms: float = 10_000) -> None:
     """Click `button` once the page has settled until `shown` is visible: on a loaded machine a click
-    that lands while the script reruns (a component sending its value) can be lost, so it is retried."""
-    for _attempt in range(3):
+    that lands while the script reruns (a component sending its value) can be lost, so it is retried.
+    A toggle (an expander) is not clicked again once `shown` has come, however late."""
+    for attempt in range(3):
         wait_for_run(page)
+        if attempt and shown.is_visible():
+            return
         button.click()
         try:
             expect(shown).to_be_visible(timeout=timeout_ms)
@@ -190,9 +193,9 @@ def wait_for_jobs(stack: Stack, timeout_s: float = 60) -> None:
 
 def enter_token(page: Page, token: str) -> None:
     """The sign-in page's designer-token form (in its expander): fill it and send it."""
-    wait_for_run(page)
-    page.get_by_text("Sign in with a designer token").click()
-    page.locator(".st-key-w_token input").fill(token)
+    token_input = page.locator(".st-key-w_token input")
+    click_until(page, page.get_by_text("Sign in with a designer token"), token_input)  # a lost click
+    token_input.fill(token)
     wait_for_run(page)
     page.get_by_role("button", name="Sign in with the token").click()
 

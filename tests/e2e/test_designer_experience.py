@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import ROOT, Studio, most_steps, screenshot, settle, sign_in, wait_for_run
+from tests.e2e.conftest import (
+    ROOT,
+    Studio,
+    click_until,
+    most_steps,
+    screenshot,
+    settle,
+    sign_in,
+    wait_for_run,
+)
 from tests.factories import sketch_png
 from tests.support.backend import DEMO_TOKEN
 from tests.support.net import wait_until
@@ -87,8 +96,7 @@ def choose_template(page: Page) -> None:
 
 
 def open_advanced(page: Page) -> None:
-    page.get_by_text("Advanced settings").click()
-    expect(page.locator(".st-key-w_width input")).to_be_visible()
+    click_until(page, page.get_by_text("Advanced settings"), page.locator(".st-key-w_width input"))
     wait_for_run(page)
 
 
@@ -227,7 +235,7 @@ def test_a_reload_mid_render_restores_the_form_from_the_job(sized: tuple[Page, s
     expect(page.get_by_test_id("stProgress")).to_be_visible()
     expect(page.locator(".st-key-w_prompt textarea")).to_have_value(brief)
     expect(page.get_by_role("button", name="Minimalist ✓")).to_be_visible()
-    page.get_by_text("Advanced settings").click()
+    page.get_by_text("Advanced settings").click()  # mid-render: the script runs until the render ends
     expect(page.locator(".st-key-w_width input")).to_have_value("640")
     expect(steps).to_have_value("100")
     page.locator("[class*='st-key-cancel_'] button").click()  # the emulator is the next test's too
