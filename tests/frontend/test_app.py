@@ -15,46 +15,11 @@ from streamlit.testing.v1 import AppTest
 
 from frontend.components import Shown
 from tests.factories import fill_models, sketch_png
+from tests.frontend.conftest import APP, TIMEOUT_S, signed_in, texts
 from tests.support.backend import DEMO_TOKEN, DispatcherThread, Stack, start_stack
 from tests.support.comfy import NEEDS_EMULATOR, REAL_COMFYUI, EmulatorProcess, start_emulator
 from tests.support.db import sqlite_db
 from tests.support.net import free_port, wait_until
-
-APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
-TIMEOUT_S = 60
-
-
-@pytest.fixture
-def ui_stack(
-    tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    from frontend.config import get_frontend_settings
-
-    with start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url) as stack:
-        monkeypatch.setenv("BACKEND_URL", stack.url)
-        get_frontend_settings.cache_clear()
-        yield stack
-    get_frontend_settings.cache_clear()
-
-
-@pytest.fixture
-def dispatcher(ui_stack: Stack) -> Iterator[DispatcherThread]:
-    d = ui_stack.dispatcher_thread().start()
-    yield d
-    d.stop()
-
-
-def signed_in() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
-    at.text_input(key="w_token").input(DEMO_TOKEN)
-    at.button(key="w_token_sign_in").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def texts(at: AppTest) -> str:
-    return "\n".join(t.value for t in at.text)
 
 
 def test_a_wrong_token_gets_a_clear_message(ui_stack: Stack) -> None:

@@ -4,39 +4,17 @@ words for the API's, and a render waiting on the GPU said as such."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from frontend import wording
 from frontend.api_client import ApiClient, ApiError
 from frontend.components import Shown
 from frontend.config import get_frontend_settings
-from tests.frontend.test_app import APP, TIMEOUT_S, signed_in
-from tests.support.backend import DEMO_TOKEN, DispatcherThread, Stack, start_stack
-from tests.support.db import sqlite_db
-
-
-@pytest.fixture
-def ui_stack(
-    tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    with start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url) as stack:
-        monkeypatch.setenv("BACKEND_URL", stack.url)
-        get_frontend_settings.cache_clear()
-        yield stack
-    get_frontend_settings.cache_clear()
-
-
-@pytest.fixture
-def dispatcher(ui_stack: Stack) -> Iterator[DispatcherThread]:
-    d = ui_stack.dispatcher_thread().start()
-    yield d
-    d.stop()
+from tests.frontend.conftest import APP, TIMEOUT_S, signed_in
+from tests.support.backend import DEMO_TOKEN, DispatcherThread, Stack
 
 
 def test_a_brief_over_the_limit_and_an_out_of_range_width_turn_render_off_with_their_reasons(

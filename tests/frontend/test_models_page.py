@@ -12,7 +12,7 @@ import pytest
 from backend.models import Role
 from backend.users import set_role
 from tests.backend.test_api_models import BUCKET, safetensors
-from tests.frontend.test_app import signed_in
+from tests.frontend.conftest import signed_in
 from tests.support.api import assert_error
 from tests.support.aws import MotoServer
 from tests.support.backend import DEMO_TOKEN, Stack, start_stack

@@ -8,8 +8,6 @@ where the slot keeps them; everything after that is the page's own."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -17,39 +15,16 @@ from streamlit.testing.v1 import AppTest
 
 from frontend.components import escape
 from frontend.views.product import shown
-from tests.support.backend import DEMO_TOKEN, DispatcherThread, Stack, start_stack
-from tests.support.db import sqlite_db
+from tests.frontend.conftest import signed_in
+from tests.support.backend import DispatcherThread, Stack
 from tests.support.net import wait_until
 from tests.support.product import composition_png, png, product_inputs, product_png, style_photo_png, uploaded
 
-APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
-TIMEOUT_S = 300  # an upper bound for one script run that follows renders to the end
-
-
-@pytest.fixture
-def ui_stack(
-    tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    from frontend.config import get_frontend_settings
-
-    with start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url) as stack:
-        monkeypatch.setenv("BACKEND_URL", stack.url)
-        get_frontend_settings.cache_clear()
-        yield stack
-    get_frontend_settings.cache_clear()
-
-
-@pytest.fixture
-def dispatcher(ui_stack: Stack) -> Iterator[DispatcherThread]:
-    d = ui_stack.dispatcher_thread().start()
-    yield d
-    d.stop()
+PRODUCT_TIMEOUT_S = 300  # an upper bound for one script run that follows renders to the end
 
 
 def product_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
-    at.text_input(key="w_token").input(DEMO_TOKEN)
-    at.button(key="w_token_sign_in").click().run()
+    at = signed_in(timeout_s=PRODUCT_TIMEOUT_S)
     at.switch_page("views/product.py").run()
     assert not at.exception, at.exception
     return at

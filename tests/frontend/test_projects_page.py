@@ -10,7 +10,7 @@ import zipfile
 import httpx
 from streamlit.testing.v1 import AppTest
 
-from tests.frontend.test_app import signed_in, texts, ui_stack  # noqa: F401 (the fixture)
+from tests.frontend.conftest import signed_in, texts
 from tests.support.backend import Stack
 
 
@@ -26,7 +26,7 @@ def _shown_prompts(at: AppTest) -> list[str]:
     return [t for t in texts(at).splitlines() if t.startswith("terrace")]
 
 
-def test_projects_are_made_filled_from_the_gallery_shared_and_zipped(ui_stack: Stack) -> None:  # noqa: F811
+def test_projects_are_made_filled_from_the_gallery_shared_and_zipped(ui_stack: Stack) -> None:
     first, second = _render(ui_stack, ["terrace with palms", "terrace at dusk"])
     at = signed_in()
     at.switch_page("views/projects.py").run()

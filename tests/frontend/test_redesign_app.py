@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from frontend.redesign_mask import mask_png
-from tests.frontend.test_app import dispatcher, signed_in, ui_stack  # noqa: F401  (fixtures)
+from tests.frontend.conftest import signed_in
 from tests.support.api import wait_status
 from tests.support.backend import DispatcherThread, Stack
 from tests.support.redesign import room_photo, upload
@@ -28,8 +28,8 @@ def restyled(c: httpx.Client, inputs: dict[str, Any]) -> str:
 
 
 def test_edit_a_region_from_the_gallery_opens_the_render_and_restyles_it(
-    ui_stack: Stack,  # noqa: F811
-    dispatcher: DispatcherThread,  # noqa: F811
+    ui_stack: Stack,
+    dispatcher: DispatcherThread,
 ) -> None:
     with ui_stack.client() as c:
         photo = upload(c, room_photo(640, 480), "photo")
@@ -56,8 +56,8 @@ def test_edit_a_region_from_the_gallery_opens_the_render_and_restyles_it(
 
 
 def test_edit_settings_of_a_photo_render_opens_its_photo_and_settings_in_redesign(
-    ui_stack: Stack,  # noqa: F811
-    dispatcher: DispatcherThread,  # noqa: F811
+    ui_stack: Stack,
+    dispatcher: DispatcherThread,
 ) -> None:
     with ui_stack.client() as c:
         photo = upload(c, room_photo(640, 480), "photo")

@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from frontend.sign_in import WRONG
-from tests.frontend.test_app import APP, TIMEOUT_S
+from tests.frontend.conftest import APP, TIMEOUT_S
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.backend import Stack, start_stack
 from tests.support.db import sqlite_db

@@ -4,8 +4,6 @@ declaration makes, values refused before submit, markup shown as text, the leads
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -13,43 +11,16 @@ from streamlit.testing.v1 import AppTest
 from frontend.components import escape
 from frontend.template_form import widget_key
 from tests.factories import sketch_png
-from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, DispatcherThread, Stack, start_stack
-from tests.support.db import sqlite_db
+from tests.frontend.conftest import signed_in
+from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN, DispatcherThread, Stack
 from tests.support.template_decls import NAME, declaration, make_lead, publish, sketch_declaration
 
-APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
-TIMEOUT_S = 60
-
 
 @pytest.fixture
-def ui_stack(
-    tmp_path: Path, sqlite_template: Path, comfyui_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
+def ui_stack(ui_stack: Stack) -> Stack:
     """The backend with alice a lead (she publishes) and bob a designer (he renders)."""
-    from frontend.config import get_frontend_settings
-
-    with start_stack(sqlite_db(sqlite_template, tmp_path), tmp_path, comfyui_url) as stack:
-        make_lead(stack, "alice")
-        monkeypatch.setenv("BACKEND_URL", stack.url)
-        get_frontend_settings.cache_clear()
-        yield stack
-    get_frontend_settings.cache_clear()
-
-
-@pytest.fixture
-def dispatcher(ui_stack: Stack) -> Iterator[DispatcherThread]:
-    d = ui_stack.dispatcher_thread().start()
-    yield d
-    d.stop()
-
-
-def signed_in(token: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
-    at.text_input(key="w_token").input(token)
-    at.button(key="w_token_sign_in").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+    make_lead(ui_stack, "alice")
+    return ui_stack
 
 
 def field(name: str) -> str:
