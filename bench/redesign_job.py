@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from bench.clients import api_client, template_job, upload
-from bench.report import Figure, added_over_emulated, ms, run_alone
+from bench.report import Figure, added_figure, added_over_emulated, run_alone
 from bench.sizes import Sizes
 from tests.support import harness
 from tests.support.db import fresh_database
@@ -98,24 +98,15 @@ def measure(workdir: Path, db: str, n: int) -> dict[str, dict[str, Any]]:
 
 
 def figures(values: dict[str, dict[str, Any]]) -> list[Figure]:
-    found = []
-    for template, v in values.items():
-        added, gpu, total = v["added_s"], v["gpu_s"], v["total_s"]
-        found.append(
-            Figure(
-                key=f"redesign_job.{template}",
-                title=f"{TITLES[template]}, 640x480 → 683x512, {v['jobs']} jobs ({v['db']})",
-                measured=(
-                    f"added p50 {ms(added['p50'])}, p99 {ms(added['p99'])}; "
-                    f"POST→succeeded p50 {ms(total['p50'])}"
-                ),
-                baseline=f"emulated GPU time p50 {ms(gpu['p50'])}, p99 {ms(gpu['p99'])}",
-                target=f"added p50 <= {ms(ADDED_P50_MAX_S)}",
-                passed=added["p50"] <= ADDED_P50_MAX_S,
-                values=v,
-            )
+    return [
+        added_figure(
+            f"redesign_job.{template}",
+            f"{TITLES[template]}, 640x480 → 683x512, {v['jobs']} jobs ({v['db']})",
+            v,
+            ADDED_P50_MAX_S,
         )
-    return found
+        for template, v in values.items()
+    ]
 
 
 def run(workdir: Path, db: str, sizes: Sizes) -> list[Figure]:
