@@ -39,6 +39,7 @@ NO_FOREGROUND = (
     "no product found in the photo: upload a PNG with transparency or a photo on a plain background"
 )
 FILLS_FRAME = "the product fills the frame: photograph the product with some background around it"
+NOT_INSTALLED = "background removal is not installed on this server (the `cutout` extra: rembg, onnxruntime)"
 NOTHING_LEFT = "nothing of the product is left after these adjustments: lower the threshold or the erosion"
 
 
@@ -191,10 +192,7 @@ def _load_session(model_path: Path, threads: int) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise CutoutUnavailable(
-            "cutout_unavailable",
-            "background removal is not installed on this server (the `cutout` extra: rembg, onnxruntime)",
-        ) from exc
+        raise CutoutUnavailable("cutout_unavailable", NOT_INSTALLED) from exc
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -216,10 +214,7 @@ def local_session_class() -> type[Any]:
     try:
         from rembg.sessions.u2net import U2netSession
     except ImportError as exc:
-        raise CutoutUnavailable(
-            "cutout_unavailable",
-            "background removal is not installed on this server (the `cutout` extra: rembg, onnxruntime)",
-        ) from exc
+        raise CutoutUnavailable("cutout_unavailable", NOT_INSTALLED) from exc
 
     class LocalU2netSession(U2netSession):  # type: ignore[misc]
         @classmethod
