@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from backend import previews
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
+from backend.executors.previews import PreviewRelay
 from backend.models import JobEvent, JobPreview
+from contract.comfy_client import Preview
 from tests.factories import job_body
 from tests.support.api import job_status
 from tests.support.backend import Stack, start_stack
@@ -98,9 +100,7 @@ def test_previews_reach_the_stream_newest_only_and_leave_with_the_job(quiet_stac
     images = [decode(m["data"]["image"]) for m in shown]
     assert all(img.format == "JPEG" and max(img.size) == 512 for img in images)
     assert len({img.tobytes() for img in images}) == len(images)  # the picture changes as it samples
-    gaps = [b["received_at"] - a["received_at"] for a, b in itertools.pairwise(shown)]
-    assert min(gaps) > 0.15  # throttled: about 4 a second at most (12 steps of 50 ms: not all pass)
-    assert len(shown) < STEPS
+    assert len(shown) < STEPS  # throttled (12 steps of 50 ms: not all pass); the rate: the relay's test
     assert types.index("preview") < types.index("succeeded")
     with quiet_stack.client() as c:
         done = job_status(c, job["id"])
@@ -109,6 +109,44 @@ def test_previews_reach_the_stream_newest_only_and_leave_with_the_job(quiet_stac
     assert (rows, stored) == (0, 0)  # nothing of the previews is kept
     replay = read_stream(quiet_stack, job["id"])  # a late reader gets the stored story, no preview
     assert "preview" not in [m["type"] for m in replay]
+
+
+async def _relay_case(settings: Settings, job_id: str) -> list[float]:
+    """Frames offered every 10 ms for 1.2 s: the moments the relay writes the job's preview row."""
+    engine = make_engine(settings)
+    writes: list[float] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO JOB_PREVIEWS"):
+            writes.append(time.monotonic())
+
+    relay = PreviewRelay(make_sessionmaker(engine), lambda job, node, value, maximum: (value or 0, 100))
+    try:
+        started = time.monotonic()
+        step = 0
+        while time.monotonic() - started < 1.2:
+            step += 1
+            nodes = {"3": {"value": step, "max": 100}}
+            relay.on_message({"type": "progress_state", "data": {"prompt_id": job_id, "nodes": nodes}})
+            relay.on_preview(Preview(b"\xff\xd8frame", "image/jpeg", job_id, "3"))
+            await asyncio.sleep(0.01)
+        await relay.end(job_id)
+        return writes
+    finally:
+        await engine.dispose()
+
+
+def test_the_relay_writes_a_jobs_preview_at_most_every_quarter_second(
+    api_stack: Stack,
+) -> None:
+    with api_stack.client() as c:
+        job = c.post("/api/jobs", json=job_body()).json()  # no ComfyUI: it stays queued
+    writes = asyncio.run(_relay_case(api_stack.settings, job["id"]))
+    assert len(writes) >= 2, writes
+    gaps = [b - a for a, b in itertools.pairwise(writes)]
+    assert min(gaps) >= 0.25, gaps  # measured where the throttle is: never faster, however loaded
+    assert len(writes) <= 1.2 / 0.25 + 1  # about 120 frames offered: at most 4 a second
 
 
 async def _sweep_case(settings: Settings, job_id: str) -> tuple[int, int]:
