@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from backend.config import Settings
+from backend.storage import s3_client
 
 PART_BYTES = 8 * 1024 * 1024  # S3's smallest part is 5 MiB (the last may be smaller)
 READ_CHUNK_BYTES = 1024 * 1024
@@ -27,28 +28,10 @@ class ObjectMissing(ModelStoreError):
     """No object at that key."""
 
 
-def _client(settings: Settings) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
-            retries={"max_attempts": 4, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
-        ),
-    )
-
-
 class ModelStore:
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self.bucket = settings.models_bucket
-        self.client = client or _client(settings)
+        self.client = client or s3_client(settings, read_timeout_s=60)  # model files: larger reads
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError

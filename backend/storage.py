@@ -101,28 +101,34 @@ class LocalStorage:
         await asyncio.to_thread(_probe)
 
 
+def s3_client(settings: Settings, read_timeout_s: float = 30) -> Any:
+    """boto3's S3 client as the studio configures it (outputs and the models bucket alike): path-style
+    on a custom endpoint (moto, MinIO), standard retries, a short connect timeout."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
+            retries={"max_attempts": 4, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=read_timeout_s,
+        ),
+    )
+
+
 class S3Storage:
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        import boto3
-        from botocore.config import Config
-
         if not settings.s3_bucket:
             raise ValueError("S3_BUCKET must be set when STORAGE_BACKEND=s3")
         self.bucket = settings.s3_bucket
         self.prefix = settings.s3_prefix
         self.ttl_s = settings.s3_presign_ttl_s
-        self.client = client or boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
-                retries={"max_attempts": 4, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=30,
-            ),
-        )
+        self.client = client or s3_client(settings)
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
