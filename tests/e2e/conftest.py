@@ -158,6 +158,12 @@ def choose(page: Page, key: str, option: str | re.Pattern[str]) -> None:
     wait_for_run(page)
 
 
+def choose_template(page: Page, title: str) -> None:
+    """Pick a template on the studio page once it is drawn (its picker shows the studio render)."""
+    expect(page.get_by_role("combobox", name="Template")).to_have_value(re.compile("^Studio render"))
+    choose(page, "w_template", re.compile(f"^{re.escape(title)}$"))
+
+
 def click_until(page: Page, button: Locator, shown: Locator, timeout_ms: float = 10_000) -> None:
     """Click `button` once the page has settled until `shown` is visible: on a loaded machine a click
     that lands while the script reruns (a component sending its value) can be lost, so it is retried.

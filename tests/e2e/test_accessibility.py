@@ -14,8 +14,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Studio, screenshot, settle, sign_in, wait_for_run
-from tests.e2e.test_designer_experience import TEMPLATE, TEMPLATE_TITLE, choose_template, upload_sketch
+from tests.e2e.conftest import Studio, choose_template, screenshot, settle, sign_in, wait_for_run
+from tests.e2e.test_designer_experience import TEMPLATE, TEMPLATE_TITLE, upload_sketch
 from tests.support.backend import DEMO_TOKEN
 from tests.support.template_decls import declaration, make_lead, publish
 
@@ -81,7 +81,7 @@ def test_studio_sketch_form_and_its_render(page: Page, lead_studio: Studio, tmp_
 
 def test_studio_template_form(page: Page, lead_studio: Studio) -> None:
     sign_in(page, lead_studio.url)
-    choose_template(page)
+    choose_template(page, TEMPLATE_TITLE)
     assert_clean(page, "studio-template")
 
 

@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.e2e.conftest import (
     ROOT,
     Studio,
+    choose_template,
     click_until,
     most_steps,
     screenshot,
@@ -78,23 +79,6 @@ def upload_sketch(page: Page, tmp_path: Path, size: tuple[int, int] = (1200, 900
     wait_for_run(page)
 
 
-def choose_template(page: Page) -> None:
-    combobox = page.get_by_role("combobox", name="Template")
-    expect(combobox).to_have_value(re.compile("^Studio render"))
-    wait_for_run(page)
-    option = page.get_by_role("option", name=TEMPLATE_TITLE, exact=True)
-    for _attempt in range(3):
-        page.locator(".st-key-w_template").click()
-        try:
-            expect(option).to_be_visible(timeout=5_000)
-            break
-        except AssertionError:
-            page.keyboard.press("Escape")
-    option.click()
-    expect(combobox).to_have_value(TEMPLATE_TITLE)
-    wait_for_run(page)
-
-
 def open_advanced(page: Page) -> None:
     click_until(page, page.get_by_text("Advanced settings"), page.locator(".st-key-w_width input"))
     wait_for_run(page)
@@ -116,7 +100,7 @@ def test_progress_and_result_are_in_view_right_after_render(
     elif form == "advanced":
         open_advanced(page)
     elif form == "template":
-        choose_template(page)
+        choose_template(page, TEMPLATE_TITLE)
     render = page.locator(".st-key-render_template button" if form == "template" else ".st-key-render button")
     render.scroll_into_view_if_needed()
     render.click()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import ROOT, Studio, screenshot, sign_in, wait_for_run
+from tests.e2e.conftest import ROOT, Studio, choose_template, screenshot, sign_in, wait_for_run
 from tests.support.backend import DEMO_TOKEN, OTHER_TOKEN
 from tests.support.template_decls import NAME, declaration, make_lead, publish
 
@@ -49,25 +48,6 @@ def published(studio: Studio) -> None:
     with studio.stack.client(OTHER_TOKEN) as c:
         if c.get(f"/api/templates/{NAME}").status_code == 404:
             publish(studio.stack, declaration(), DEMO_TOKEN)
-
-
-def choose_template(page: Page, title: str) -> None:
-    """Open the picker once the studio is drawn (a click on a page still running can be lost)."""
-    picker = page.locator(".st-key-w_template")
-    combobox = page.get_by_role("combobox", name="Template")
-    expect(combobox).to_have_value(re.compile("^Studio render"))
-    wait_for_run(page)
-    option = page.get_by_role("option", name=title, exact=True)
-    for _attempt in range(3):
-        picker.click()
-        try:
-            expect(option).to_be_visible(timeout=5_000)
-            break
-        except AssertionError:
-            page.keyboard.press("Escape")
-    option.click()
-    expect(combobox).to_have_value(title)
-    wait_for_run(page)
 
 
 def test_a_lead_publishes_a_template_on_the_templates_page(
